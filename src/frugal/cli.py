@@ -1,0 +1,194 @@
+"""frugal's command line: thin wrappers that parse, call one library function, render."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="tiny.en, base, small, a folder or a hub id")
+]
+MethodOpt = Annotated[str, typer.Option(help="decoder: lean (ours) or generate (transformers)")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")]
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _load(model: str):
+    from frugal.models import load_whisper
+
+    try:
+        with err.status(f"loading {model}"):
+            return load_whisper(model)
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def models() -> None:
+    """List the Whisper checkpoints that frugal can load by name."""
+    from frugal.models import CHECKPOINTS
+
+    table = Table("name", "installed", "description", "install")
+    for c in CHECKPOINTS.values():
+        table.add_row(c.name, c.status(), c.description, escape(c.install))
+    out.print(table)
+    out.print("Also: a faster-whisper folder (model.bin), a transformers folder, or a hub id.")
+
+
+def _srt_time(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+@app.command()
+def transcribe(
+    audio: Annotated[list[Path], typer.Argument(help="audio files (wav, flac, ogg, mp3, m4a...)")],
+    model: ModelOpt = "tiny.en",
+    format: Annotated[str, typer.Option("--format", "-f", help="text, json or srt")] = "text",
+    method: MethodOpt = "lean",
+    beam_size: Annotated[int, typer.Option(help="beams (>1 uses generate())")] = 1,
+    language: Annotated[str, typer.Option(help="language code, or 'auto' to detect")] = "en",
+    batch_size: Annotated[int, typer.Option(help="windows decoded together")] = 8,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Transcribe audio files; unreadable ones are reported and the rest still processed."""
+    from frugal.data import AudioError, load_audio
+    from frugal.tasks.asr import DecodeOptions, Transcriber
+
+    if format not in ("text", "json", "srt"):
+        _fail(f"unknown format {format!r}: use text, json or srt")
+    _threads(threads)
+    try:
+        opts = DecodeOptions(
+            method, beam_size, None if language == "auto" else language, batch_size=batch_size
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    loaded, failed = [], []
+    for path in audio:
+        try:
+            loaded.append((path, load_audio(path)))
+        except AudioError as exc:
+            failed.append(path)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    if loaded:
+        asr = _load(model)
+        tr = Transcriber(asr, opts)
+        with err.status(f"transcribing {len(loaded)} file(s)"):
+            results = tr.transcribe([a for _, a in loaded])
+        for (path, _), res in zip(loaded, results, strict=True):
+            if format == "text":
+                out.print(
+                    escape(f"{path}: {res.text}" if len(loaded) > 1 else res.text), highlight=False
+                )
+            elif format == "json":
+                row = {
+                    "audio": str(path),
+                    "text": res.text,
+                    "duration_s": res.duration_s,
+                    "language": res.language,
+                    "timings_ms": res.timings_ms,
+                }
+                sys.stdout.write(json.dumps(row) + "\n")
+            else:
+                cues = [
+                    f"{k}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n"
+                    for k, (a, b, text) in enumerate(res.segments, 1)
+                ]
+                out.print(escape("\n".join(cues)), highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _eval_table(summary: dict) -> Table:
+    table = Table(
+        "model",
+        "data",
+        "utts",
+        "failed",
+        "WER %",
+        "NLL/token",
+        "e2e ms (median)",
+        "encoder ms",
+        "decoder ms",
+        "RTF",
+    )
+    table.add_row(
+        summary["model"],
+        str(summary["data"]),
+        str(summary["utterances"]),
+        str(summary["failed"]),
+        f"{summary['wer_pct']:.2f}",
+        f"{summary['nll_per_token']:.4f}",
+        f"{summary['e2e_ms_median']:.1f}",
+        f"{summary['encoder_ms_median']:.1f}",
+        f"{summary['decoder_ms_median']:.1f}",
+        f"{summary['rtf_median']:.3f}",
+    )
+    return table
+
+
+@app.command("eval")
+def eval_(
+    model: ModelOpt = "tiny.en",
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="builtin, a folder or a manifest")
+    ] = "builtin",
+    limit: Annotated[int | None, typer.Option(help="first N utterances only")] = None,
+    method: MethodOpt = "lean",
+    beam_size: int = 1,
+    warmup: Annotated[int, typer.Option(help="untimed runs before measuring")] = 2,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="results JSON")] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Evaluate WER, token NLL and latency of a Whisper on a data set."""
+    from frugal.data import load_dataset
+    from frugal.tasks.asr import DecodeOptions, evaluate
+
+    _threads(threads)
+    try:
+        ds = load_dataset(data)
+        opts = DecodeOptions(method, beam_size, batch_size=1)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    if limit is not None:
+        ds = ds.take(limit)
+    asr = _load(model)
+    result = evaluate(asr, ds, opts, warmup=warmup, progress=sys.stderr.isatty())
+    for row in result.failed:
+        err.print(f"[red]error:[/red] {escape(str(row.error))}", highlight=False, soft_wrap=True)
+    out.print(_eval_table(result.summary()))
+    if output is not None:
+        out.print(f"results: {result.to_json(output)}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

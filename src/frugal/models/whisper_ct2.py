@@ -1,0 +1,234 @@
+"""Convert a CTranslate2 / faster-whisper Whisper checkpoint into transformers' Whisper.
+
+The conversion is in memory: model.bin variables are mapped onto the parameter names of
+`WhisperForConditionalGeneration` (fused q/k/v split apart, k bias zero, output projection
+tied to the decoder embeddings) and loaded strictly, so a missing or extra tensor is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperTokenizer,
+)
+
+from frugal.models.ct2_format import CT2FormatError, CT2Model, read_ct2_model
+
+MULTILINGUAL_MIN_VOCAB = 51865  # OpenAI's rule: the multilingual vocabulary has 51865+ tokens.
+
+
+def _count_layers(ct2: CT2Model, prefix: str) -> int:
+    n = 0
+    while f"{prefix}/layer_{n}/ffn/linear_0/weight" in ct2:
+        n += 1
+    return n
+
+
+def whisper_config_from_ct2(ct2: CT2Model, token_ids: dict[str, int]) -> WhisperConfig:
+    """A `WhisperConfig` whose shapes are read off the model.bin variables."""
+    vocab, d_model = ct2["decoder/embeddings/weight"].shape
+    return WhisperConfig(
+        vocab_size=int(vocab),
+        num_mel_bins=int(ct2["encoder/conv1/weight"].shape[1]),
+        d_model=int(d_model),
+        encoder_layers=_count_layers(ct2, "encoder"),
+        decoder_layers=_count_layers(ct2, "decoder"),
+        encoder_attention_heads=int(ct2.scalar("encoder/num_heads")),
+        decoder_attention_heads=int(ct2.scalar("decoder/num_heads")),
+        encoder_ffn_dim=int(ct2["encoder/layer_0/ffn/linear_0/weight"].shape[0]),
+        decoder_ffn_dim=int(ct2["decoder/layer_0/ffn/linear_0/weight"].shape[0]),
+        max_source_positions=int(ct2["encoder/position_encodings/encodings"].shape[0]),
+        max_target_positions=int(ct2["decoder/position_encodings/encodings"].shape[0]),
+        pad_token_id=token_ids["eot"],
+        bos_token_id=token_ids["eot"],
+        eos_token_id=token_ids["eot"],
+        decoder_start_token_id=token_ids["sot"],
+        tie_word_embeddings=True,
+        scale_embedding=False,
+        activation_function="gelu",
+    )
+
+
+def _split_rows(w: np.ndarray, parts: int) -> list[np.ndarray]:
+    return np.split(w, parts, axis=0)
+
+
+def whisper_state_dict_from_ct2(ct2: CT2Model, config: WhisperConfig) -> dict[str, torch.Tensor]:
+    """Map CTranslate2 variable names onto transformers' Whisper parameter names (float32)."""
+    sd: dict[str, np.ndarray] = {}
+    w = ct2.float_weight
+
+    def linear(dst: str, src: str, bias: bool = True) -> None:
+        sd[f"{dst}.weight"] = w(f"{src}/weight")
+        if bias:
+            sd[f"{dst}.bias"] = w(f"{src}/bias")
+
+    def norm(dst: str, src: str) -> None:
+        sd[f"{dst}.weight"] = w(f"{src}/gamma")
+        sd[f"{dst}.bias"] = w(f"{src}/beta")
+
+    def attention(dst: str, fused: np.ndarray, fused_bias: np.ndarray, names: Sequence[str]):
+        for name, ww, bb in zip(
+            names, _split_rows(fused, len(names)), _split_rows(fused_bias, len(names)), strict=True
+        ):
+            sd[f"{dst}.{name}.weight"] = ww
+            if name == "k_proj":
+                if np.abs(bb).max() > 0:
+                    raise CT2FormatError("non-zero key bias: transformers' Whisper has none")
+            else:
+                sd[f"{dst}.{name}.bias"] = bb
+
+    enc, dec = "model.encoder", "model.decoder"
+    linear(f"{enc}.conv1", "encoder/conv1")
+    linear(f"{enc}.conv2", "encoder/conv2")
+    sd[f"{enc}.embed_positions.weight"] = w("encoder/position_encodings/encodings")
+    norm(f"{enc}.layer_norm", "encoder/layer_norm")
+    for i in range(config.encoder_layers):
+        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
+        qkv = ("q_proj", "k_proj", "v_proj")
+        attention(
+            f"{dst}.self_attn",
+            w(f"{src}/self_attention/linear_0/weight"),
+            w(f"{src}/self_attention/linear_0/bias"),
+            qkv,
+        )
+        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
+        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
+        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
+        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
+
+    sd[f"{dec}.embed_tokens.weight"] = w("decoder/embeddings/weight")
+    sd[f"{dec}.embed_positions.weight"] = w("decoder/position_encodings/encodings")
+    norm(f"{dec}.layer_norm", "decoder/layer_norm")
+    for i in range(config.decoder_layers):
+        src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
+        attention(
+            f"{dst}.self_attn",
+            w(f"{src}/self_attention/linear_0/weight"),
+            w(f"{src}/self_attention/linear_0/bias"),
+            ("q_proj", "k_proj", "v_proj"),
+        )
+        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
+        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
+        attention(
+            f"{dst}.encoder_attn",
+            w(f"{src}/attention/linear_1/weight"),
+            w(f"{src}/attention/linear_1/bias"),
+            ("k_proj", "v_proj"),
+        )
+        linear(f"{dst}.encoder_attn.out_proj", f"{src}/attention/linear_2")
+        norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")
+        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
+        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
+        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
+    if "decoder/projection/weight" in ct2:
+        proj = w("decoder/projection/weight")
+        if not np.array_equal(proj, sd[f"{dec}.embed_tokens.weight"]):
+            raise CT2FormatError("output projection differs from decoder embeddings (untied)")
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+
+
+def special_token_ids(tokenizer: WhisperTokenizer, vocab_size: int) -> dict[str, int]:
+    """Ids of Whisper's special tokens, read from the tokenizer (they shift by one between
+    English-only and multilingual vocabularies, so none is hard-coded)."""
+    names = {
+        "eot": "<|endoftext|>",
+        "sot": "<|startoftranscript|>",
+        "translate": "<|translate|>",
+        "transcribe": "<|transcribe|>",
+        "sot_lm": "<|startoflm|>",
+        "sot_prev": "<|startofprev|>",
+        "no_speech": "<|nospeech|>",
+        "no_timestamps": "<|notimestamps|>",
+    }
+    ids = {}
+    for key, tok in names.items():
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if key == "no_speech" and (tid is None or tid == tokenizer.unk_token_id):
+            tid = tokenizer.convert_tokens_to_ids("<|nocaptions|>")
+        if tid is None or (tid == tokenizer.unk_token_id and key != "eot"):
+            raise CT2FormatError(f"tokenizer lacks Whisper special token {tok}")
+        ids[key] = int(tid)
+    ids["timestamp_begin"] = ids["no_timestamps"] + 1
+    if ids["timestamp_begin"] > vocab_size:
+        raise CT2FormatError("tokenizer and model vocabulary disagree")
+    return ids
+
+
+def language_ids(tokenizer: WhisperTokenizer, ids: dict[str, int]) -> dict[str, int]:
+    """`<|xx|>` language tokens, which lie between start-of-transcript and translate."""
+    out = {}
+    for tid in range(ids["sot"] + 1, ids["translate"]):
+        tok = tokenizer.convert_ids_to_tokens(tid)
+        if isinstance(tok, str) and tok.startswith("<|") and tok.endswith("|>"):
+            out[tok] = tid
+    return out
+
+
+def generation_config_for(
+    ids: dict[str, int], config: WhisperConfig, ct2_config: dict, tokenizer: WhisperTokenizer
+) -> GenerationConfig:
+    """Whisper generation settings from CTranslate2's config.json and the tokenizer."""
+    multilingual = config.vocab_size >= MULTILINGUAL_MIN_VOCAB
+    heads = ct2_config.get("alignment_heads") or []
+    return GenerationConfig(
+        decoder_start_token_id=ids["sot"],
+        bos_token_id=ids["eot"],
+        eos_token_id=ids["eot"],
+        pad_token_id=ids["eot"],
+        max_length=config.max_target_positions,
+        suppress_tokens=list(ct2_config.get("suppress_ids", [])),
+        begin_suppress_tokens=list(ct2_config.get("suppress_ids_begin", [ids["eot"]])),
+        alignment_heads=[list(h) for h in heads],
+        no_timestamps_token_id=ids["no_timestamps"],
+        prev_sot_token_id=ids["sot_prev"],
+        max_initial_timestamp_index=50,
+        is_multilingual=multilingual,
+        lang_to_id=language_ids(tokenizer, ids) if multilingual else {},
+        task_to_id={"transcribe": ids["transcribe"], "translate": ids["translate"]}
+        if multilingual
+        else {},
+        return_timestamps=False,
+    )
+
+
+def load_ct2_whisper(
+    folder: str | Path, model_parts: Sequence[str | Path] | None = None
+) -> tuple[
+    WhisperForConditionalGeneration, WhisperTokenizer, WhisperFeatureExtractor, dict[str, int]
+]:
+    """Load a faster-whisper folder (model.bin, config.json, tokenizer.json) as transformers
+    objects. `model_parts` replaces model.bin when the checkpoint is split across files."""
+    folder = Path(folder)
+    for needed in ("config.json", "tokenizer.json"):
+        if not (folder / needed).is_file():
+            raise FileNotFoundError(f"{folder}: no {needed} (not a faster-whisper model folder)")
+    ct2 = read_ct2_model(model_parts or folder / "model.bin")
+    if ct2.spec != "WhisperSpec":
+        raise CT2FormatError(f"{folder}: spec {ct2.spec!r} is not a Whisper model (WhisperSpec)")
+    ct2_config = json.loads((folder / "config.json").read_text())
+    tokenizer = WhisperTokenizer(tokenizer_file=str(folder / "tokenizer.json"))
+    vocab = int(ct2["decoder/embeddings/weight"].shape[0])
+    ids = special_token_ids(tokenizer, vocab)
+    config = whisper_config_from_ct2(ct2, ids)
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    state = whisper_state_dict_from_ct2(ct2, config)
+    state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
+    model.load_state_dict(state, strict=True, assign=True)
+    model.tie_weights()
+    model.generation_config = generation_config_for(ids, config, ct2_config, tokenizer)
+    model.eval()
+    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    return model, tokenizer, extractor, ids

@@ -1,0 +1,1 @@
+"""Tasks: a model plus data plus metrics (asr: Whisper WER, NLL, latency)."""

@@ -1,0 +1,188 @@
+"""A lean greedy decoder for transformers' Whisper.
+
+`generate()` rebuilds caches, masks and logits processors at every token; here the
+cross-attention keys/values of all layers are computed once per utterance with one matmul,
+the self-attention cache is preallocated, and each step is only the layer math. It yields the
+same tokens as `generate()` with Whisper's suppress / begin-suppress rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import WhisperForConditionalGeneration
+
+
+@dataclass
+class _Layer:
+    ln1: tuple[torch.Tensor, torch.Tensor]
+    w_qkv: torch.Tensor
+    b_qkv: torch.Tensor
+    w_o: torch.Tensor
+    b_o: torch.Tensor
+    ln2: tuple[torch.Tensor, torch.Tensor]
+    w_q_cross: torch.Tensor
+    b_q_cross: torch.Tensor
+    w_o_cross: torch.Tensor
+    b_o_cross: torch.Tensor
+    ln3: tuple[torch.Tensor, torch.Tensor]
+    w_fc1: torch.Tensor
+    b_fc1: torch.Tensor
+    w_fc2: torch.Tensor
+    b_fc2: torch.Tensor
+
+
+def _bias(linear: torch.nn.Linear) -> torch.Tensor:
+    if linear.bias is not None:
+        return linear.bias.detach()
+    return torch.zeros(linear.out_features, dtype=linear.weight.dtype, device=linear.weight.device)
+
+
+def _ln(norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    return norm.weight.detach(), norm.bias.detach()
+
+
+class LeanDecoder:
+    """Greedy decoding over a fixed snapshot of a Whisper decoder's weights.
+
+    Build it after any change to the weights (it fuses q/k/v and the per-layer cross-attention
+    k/v projections into single matrices)."""
+
+    def __init__(
+        self,
+        model: WhisperForConditionalGeneration,
+        suppress_tokens: list[int] | None = None,
+        begin_suppress_tokens: list[int] | None = None,
+    ):
+        dec = model.model.decoder
+        cfg = model.config
+        self.d_model = cfg.d_model
+        self.n_heads = cfg.decoder_attention_heads
+        self.head_dim = self.d_model // self.n_heads
+        self.max_length = cfg.max_target_positions
+        self.eps = dec.layer_norm.eps
+        self.embed = dec.embed_tokens.weight.detach()
+        self.positions = dec.embed_positions.weight.detach()
+        self.final_ln = _ln(dec.layer_norm)
+        self.proj = model.proj_out.weight.detach()
+        self.layers: list[_Layer] = []
+        cross_w, cross_b = [], []
+        for layer in dec.layers:
+            sa, ca = layer.self_attn, layer.encoder_attn
+            self.layers.append(
+                _Layer(
+                    ln1=_ln(layer.self_attn_layer_norm),
+                    w_qkv=torch.cat(
+                        [sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight]
+                    ).detach(),
+                    b_qkv=torch.cat([_bias(sa.q_proj), _bias(sa.k_proj), _bias(sa.v_proj)]),
+                    w_o=sa.out_proj.weight.detach(),
+                    b_o=_bias(sa.out_proj),
+                    ln2=_ln(layer.encoder_attn_layer_norm),
+                    w_q_cross=ca.q_proj.weight.detach(),
+                    b_q_cross=_bias(ca.q_proj),
+                    w_o_cross=ca.out_proj.weight.detach(),
+                    b_o_cross=_bias(ca.out_proj),
+                    ln3=_ln(layer.final_layer_norm),
+                    w_fc1=layer.fc1.weight.detach(),
+                    b_fc1=_bias(layer.fc1),
+                    w_fc2=layer.fc2.weight.detach(),
+                    b_fc2=_bias(layer.fc2),
+                )
+            )
+            cross_w += [ca.k_proj.weight.detach(), ca.v_proj.weight.detach()]
+            cross_b += [_bias(ca.k_proj), _bias(ca.v_proj)]
+        self.cross_w = torch.cat(cross_w)
+        self.cross_b = torch.cat(cross_b)
+        gc = model.generation_config
+        suppress = suppress_tokens if suppress_tokens is not None else gc.suppress_tokens or []
+        begin = (
+            begin_suppress_tokens
+            if begin_suppress_tokens is not None
+            else gc.begin_suppress_tokens or []
+        )
+        vocab = self.proj.shape[0]
+        self.suppress_bias = torch.zeros(vocab, dtype=self.proj.dtype, device=self.proj.device)
+        self.suppress_bias[[t for t in suppress if 0 <= t < vocab]] = float("-inf")
+        self.begin_bias = self.suppress_bias.clone()
+        self.begin_bias[[t for t in begin if 0 <= t < vocab]] = float("-inf")
+        self.eot = int(gc.eos_token_id if isinstance(gc.eos_token_id, int) else gc.eos_token_id[0])
+
+    def cross_kv(self, encoder_out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer cross-attention (k, v), each (B, heads, T, head_dim), in one matmul."""
+        b, t, _ = encoder_out.shape
+        kv = F.linear(encoder_out, self.cross_w, self.cross_b)
+        kv = kv.view(b, t, len(self.layers) * 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
+
+    def _forward(self, tokens: torch.Tensor, pos: int, cache, cross) -> torch.Tensor:
+        """Run `tokens` (B, S) at positions pos..pos+S-1; logits of the last position (B, V)."""
+        b, s = tokens.shape
+        h_, dh, d = self.n_heads, self.head_dim, self.d_model
+        x = F.embedding(tokens, self.embed) + self.positions[pos : pos + s]
+        for layer, (k_cache, v_cache), (k_x, v_x) in zip(self.layers, cache, cross, strict=True):
+            h = F.layer_norm(x, (d,), *layer.ln1, self.eps)
+            q, k, v = (
+                F.linear(h, layer.w_qkv, layer.b_qkv).view(b, s, 3, h_, dh).permute(2, 0, 3, 1, 4)
+            )
+            k_cache[:, :, pos : pos + s] = k
+            v_cache[:, :, pos : pos + s] = v
+            a = F.scaled_dot_product_attention(
+                q, k_cache[:, :, : pos + s], v_cache[:, :, : pos + s], is_causal=s > 1
+            )
+            x = x + F.linear(a.transpose(1, 2).reshape(b, s, d), layer.w_o, layer.b_o)
+            h = F.layer_norm(x, (d,), *layer.ln2, self.eps)
+            q = F.linear(h, layer.w_q_cross, layer.b_q_cross).view(b, s, h_, dh).transpose(1, 2)
+            a = F.scaled_dot_product_attention(q, k_x, v_x)
+            x = x + F.linear(a.transpose(1, 2).reshape(b, s, d), layer.w_o_cross, layer.b_o_cross)
+            h = F.layer_norm(x, (d,), *layer.ln3, self.eps)
+            x = x + F.linear(
+                F.gelu(F.linear(h, layer.w_fc1, layer.b_fc1)), layer.w_fc2, layer.b_fc2
+            )
+        x = F.layer_norm(x[:, -1], (d,), *self.final_ln, self.eps)
+        return F.linear(x, self.proj)
+
+    def _new_cache(self, batch: int, like: torch.Tensor):
+        shape = (batch, self.n_heads, self.max_length, self.head_dim)
+        return [(like.new_empty(shape), like.new_empty(shape)) for _ in range(len(self.layers))]
+
+    @torch.inference_mode()
+    def prompt_logits(self, encoder_out: torch.Tensor, prompt: list[int]) -> torch.Tensor:
+        """Logits after `prompt` (e.g. [sot] for language detection), (B, V)."""
+        b = encoder_out.shape[0]
+        cross = self.cross_kv(encoder_out)
+        tokens = torch.tensor([prompt] * b, device=encoder_out.device)
+        return self._forward(tokens, 0, self._new_cache(b, encoder_out), cross)
+
+    @torch.inference_mode()
+    def greedy(
+        self, encoder_out: torch.Tensor, prompts: list[list[int]], max_new_tokens: int | None = None
+    ) -> list[list[int]]:
+        """Greedy tokens after each prompt (prompts of equal length), up to and excluding
+        end-of-text, for a batch of encoder outputs (B, T, d)."""
+        b = encoder_out.shape[0]
+        if len(prompts) != b or len({len(p) for p in prompts}) != 1:
+            raise ValueError("one prompt per batch item, all of the same length")
+        p = len(prompts[0])
+        limit = self.max_length - p
+        max_new = limit if max_new_tokens is None else min(max_new_tokens, limit)
+        cross = self.cross_kv(encoder_out)
+        cache = self._new_cache(b, encoder_out)
+        logits = self._forward(torch.tensor(prompts, device=encoder_out.device), 0, cache, cross)
+        finished = torch.zeros(b, dtype=torch.bool, device=encoder_out.device)
+        out = []
+        for step in range(max_new):
+            logits = logits + (self.begin_bias if step == 0 else self.suppress_bias)
+            nxt = logits.argmax(-1)
+            nxt = torch.where(finished, self.eot, nxt)
+            out.append(nxt)
+            finished |= nxt == self.eot
+            if bool(finished.all()) or step == max_new - 1:
+                break
+            logits = self._forward(nxt[:, None], p + step, cache, cross)
+        if not out:
+            return [[] for _ in range(b)]
+        tokens = torch.stack(out, 1).tolist()
+        return [row[: row.index(self.eot)] if self.eot in row else row for row in tokens]

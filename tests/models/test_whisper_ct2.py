@@ -1,0 +1,94 @@
+"""Conversion of CTranslate2 Whisper checkpoints into transformers' Whisper."""
+
+import numpy as np
+import pytest
+import torch
+
+from frugal.models import CT2FormatError, load_ct2_whisper, load_whisper
+from tests.conftest import ct2_variables_from_hf, small_whisper_config, write_ct2
+
+
+def test_small_random_model_converts_exactly(small_ct2_folder):
+    model, _tok, fe, ids = load_ct2_whisper(small_ct2_folder)
+    ref = torch.load(small_ct2_folder / "reference_state.pt")
+    got = model.state_dict()
+    for name, tensor in ref.items():
+        if name.endswith("k_proj.bias"):
+            continue
+        assert torch.equal(got[name], tensor), name
+    assert model.proj_out.weight.data_ptr() == model.model.decoder.embed_tokens.weight.data_ptr()
+    assert model.config.encoder_layers == 2 and model.config.d_model == 64
+    assert ids["sot"] == 50257 and ids["no_timestamps"] == 50362
+    assert fe.feature_size == 80
+
+
+def test_int8_checkpoint_dequantizes_close(small_ct2_folder, tmp_path):
+    torch.manual_seed(0)
+    from transformers import WhisperForConditionalGeneration
+
+    ref = WhisperForConditionalGeneration(small_whisper_config()).eval()
+    for name in ("tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((small_ct2_folder / name).read_bytes())
+    write_ct2(tmp_path / "model.bin", ct2_variables_from_hf(ref, int8=True))
+    model, *_ = load_ct2_whisper(tmp_path)
+    w_ref = ref.model.encoder.layers[0].fc1.weight
+    w = model.model.encoder.layers[0].fc1.weight
+    step = w_ref.abs().amax(1, keepdim=True) / 127
+    assert ((w - w_ref).abs() <= step / 2 + 1e-7).all()
+    assert not torch.equal(w, w_ref)
+
+
+def test_wrong_spec_and_missing_files(small_ct2_folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        load_ct2_whisper(tmp_path)
+    for name in ("tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((small_ct2_folder / name).read_bytes())
+    write_ct2(tmp_path / "model.bin", {"x": np.zeros(1, np.float32)}, spec="TransformerSpec")
+    with pytest.raises(CT2FormatError, match="not a Whisper"):
+        load_ct2_whisper(tmp_path)
+
+
+def test_packaged_tiny_en(tiny_en):
+    cfg = tiny_en.config
+    assert (cfg.encoder_layers, cfg.decoder_layers, cfg.d_model, cfg.vocab_size) == (
+        4,
+        4,
+        384,
+        51864,
+    )
+    assert not tiny_en.multilingual
+    gc = tiny_en.model.generation_config
+    assert gc.begin_suppress_tokens == [220, 50256]
+    assert 50257 in gc.suppress_tokens and gc.alignment_heads[0] == [1, 0]
+    assert tiny_en.prompt_ids() == [50257, 50362]
+
+
+def test_transformers_folder_roundtrip(tiny_en, tmp_path):
+    folder = tiny_en.save(tmp_path / "hf")
+    again = load_whisper(folder)
+    feats = torch.randn(1, 80, 3000)
+    with torch.inference_mode():
+        a = tiny_en.model.model.encoder(feats).last_hidden_state
+        b = again.model.model.encoder(feats).last_hidden_state
+    assert torch.equal(a, b)
+    assert again.token_ids == tiny_en.token_ids
+    assert (
+        again.model.generation_config.suppress_tokens
+        == tiny_en.model.generation_config.suppress_tokens
+    )
+
+
+def test_bad_model_names(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        load_whisper("nope")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="folder, not a file"):
+        load_whisper(tmp_path / "file.bin")
+    with pytest.raises(FileNotFoundError, match=r"neither model\.bin"):
+        load_whisper(tmp_path)
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="could not load 'someone/whisper-x'"):
+        load_whisper("someone/whisper-x")
