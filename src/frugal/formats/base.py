@@ -1,0 +1,73 @@
+"""The common shape of a number format: quantize-dequantize with a straight-through gradient."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+def straight_through(x: torch.Tensor, q: torch.Tensor, limit: torch.Tensor | None) -> torch.Tensor:
+    """Return `q` in the forward pass; in the backward pass let the gradient through to `x`
+    unchanged where |x| <= limit (the representable range) and zero elsewhere."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return q
+    if limit is None:
+        return q.detach() + (x - x.detach())
+    mask = (x.detach().abs() <= limit).to(x.dtype)
+    return q.detach() + (x - x.detach()) * mask
+
+
+class NumberFormat(ABC):
+    """A simulated low-precision format. `quantize(x)` returns x rounded onto the format's
+    grid, in x's dtype and shape ("fake quant"), differentiable by a clipped STE."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def bits_per_element(self) -> float:
+        """Storage cost in bits per element, shared scales included."""
+
+    @abstractmethod
+    def qdq(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Quantize-dequantize float32 `x`; also the representable magnitude (broadcastable
+        to x) beyond which values saturate, or None when nothing saturates."""
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize `x` (any float dtype); gradients flow straight through."""
+        q, limit = self.qdq(x.detach().float())
+        return straight_through(x, q.to(x.dtype), limit)
+
+    __call__ = quantize
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {self.bits_per_element:g} bits/element>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NumberFormat) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def move_axis_to_blocks(
+    x: torch.Tensor, axis: int, block: int
+) -> tuple[torch.Tensor, tuple[int, ...], int]:
+    """View `x` as (..., n_blocks, block) along `axis`, zero-padding a partial last block.
+
+    Returns the blocked tensor, the moved shape (before padding) and the padded length."""
+    moved = x.movedim(axis, -1)
+    n = moved.shape[-1]
+    pad = (-n) % block
+    if pad:
+        moved = torch.nn.functional.pad(moved, (0, pad))
+    return moved.reshape(*moved.shape[:-1], -1, block), tuple(x.movedim(axis, -1).shape), n
+
+
+def undo_blocks(
+    blocks: torch.Tensor, moved_shape: tuple[int, ...], n: int, axis: int
+) -> torch.Tensor:
+    """Inverse of `move_axis_to_blocks`."""
+    flat = blocks.reshape(*moved_shape[:-1], -1)[..., :n]
+    return flat.movedim(-1, axis)

@@ -1,0 +1,77 @@
+"""Integer formats intN (N = 2..8): symmetric or asymmetric, per tensor, per channel (rows,
+i.e. output channels of a weight) or per group of G consecutive elements along the last axis.
+Scales are stored in fp16 (counted in the bits) and applied exactly as stored."""
+
+from __future__ import annotations
+
+import torch
+
+from frugal.formats.base import NumberFormat, move_axis_to_blocks, undo_blocks
+
+SCALE_BITS = 16  # fp16 scale (and, when asymmetric, an N-bit zero point) per group
+
+
+def _fp16_scale(s: torch.Tensor) -> torch.Tensor:
+    """Round scales to fp16 as they would be stored; never to zero or inf."""
+    tiny = torch.finfo(torch.float16).tiny
+    return torch.clamp(s, tiny, 65504.0).to(torch.float16).float()
+
+
+class IntFormat(NumberFormat):
+    """intN with `granularity` "tensor", "channel" or "group" (size `group`)."""
+
+    def __init__(
+        self, bits: int, granularity: str = "tensor", group: int = 128, symmetric: bool = True
+    ):
+        if not 2 <= bits <= 8:
+            raise ValueError(f"integer formats need 2..8 bits, not {bits}")
+        if granularity not in ("tensor", "channel", "group"):
+            raise ValueError(f"unknown granularity {granularity!r}")
+        if granularity == "group" and group < 1:
+            raise ValueError("group size must be >= 1")
+        self.bits, self.granularity, self.group, self.symmetric = (
+            bits,
+            granularity,
+            group,
+            symmetric,
+        )
+        suffix = {"tensor": "", "channel": "_pc", "group": f"_g{group}"}[granularity]
+        self.name = f"int{bits}{suffix}{'' if symmetric else '_asym'}"
+
+    @property
+    def bits_per_element(self) -> float:
+        overhead = SCALE_BITS + (0 if self.symmetric else self.bits)
+        return self.bits + (overhead / self.group if self.granularity == "group" else 0.0)
+
+    def _groups(self, x: torch.Tensor):
+        if self.granularity == "tensor" or x.dim() == 0:
+            return x.reshape(1, -1), None
+        if self.granularity == "channel":
+            return (x.reshape(x.shape[0], -1) if x.dim() > 1 else x.reshape(1, -1)), None
+        return move_axis_to_blocks(x, -1, self.group)[0], True
+
+    def qdq(self, x: torch.Tensor):
+        g, grouped = self._groups(x)
+        if self.symmetric:
+            qmax = 2 ** (self.bits - 1) - 1
+            scale = _fp16_scale(g.abs().amax(-1, keepdim=True) / qmax)
+            q = torch.clamp(torch.round(g / scale), -qmax - 1, qmax) * scale
+            limit = (qmax + 0.5) * scale
+        else:
+            qmax = 2**self.bits - 1
+            lo = torch.clamp(g.amin(-1, keepdim=True), max=0)
+            hi = torch.clamp(g.amax(-1, keepdim=True), min=0)
+            scale = _fp16_scale((hi - lo) / qmax)
+            zero = torch.round(-lo / scale)
+            q = (torch.clamp(torch.round(g / scale) + zero, 0, qmax) - zero) * scale
+            limit = None
+        if grouped:
+            moved = tuple(x.shape)
+            q = undo_blocks(q, moved, x.shape[-1], -1)
+            if limit is not None:
+                limit = undo_blocks(limit.expand_as(g), moved, x.shape[-1], -1)
+        else:
+            q = q.reshape(x.shape)
+            if limit is not None:
+                limit = limit.expand_as(g).reshape(x.shape)
+        return q, limit
