@@ -150,6 +150,53 @@ def _eval_table(summary: dict) -> Table:
     return table
 
 
+@app.command()
+def formats() -> None:
+    """List number formats with their bits per element (shared scales included)."""
+    from frugal.formats import list_formats
+
+    table = Table("name", "bits/element", "kind")
+    for f in list_formats():
+        table.add_row(f.name, f"{f.bits_per_element:g}", type(f).__name__.removesuffix("Format"))
+    out.print(table)
+    out.print(
+        "Grammar: intN[_pc|_gG][_asym], fp8_e4m3|fp8_e5m2|fp6_e3m2|fp6_e2m3|fp4_e2m1"
+        "|fp16|bf16[_sr], mx<int2..8|fp8|fp8_e5m2|fp6|fp6_e3m2|fp4>[_bK], bfpN_bK, "
+        "nf4[_bK], flexN+M",
+        highlight=False,
+    )
+
+
+@app.command()
+def quantize(
+    output: Annotated[Path, typer.Option("--out", "-o", help="folder to write")],
+    format: Annotated[str, typer.Option("--format", "-f", help="weight format, e.g. mxint4")],
+    model: ModelOpt = "tiny.en",
+    pattern: Annotated[
+        str, typer.Option(help="module-name glob of the weights")
+    ] = "model.*.layers.*",
+) -> None:
+    """Weights-only round-to-nearest quantization; `frugal eval --model OUT` loads it."""
+    from frugal.formats import UnknownFormatError, get_format
+    from frugal.quantize import quantize_rtn, save_quantized
+
+    try:
+        get_format(format)
+    except UnknownFormatError as exc:
+        _fail(str(exc))
+    asr = _load(model)
+    try:
+        record = quantize_rtn(asr, format, pattern)
+    except ValueError as exc:
+        _fail(str(exc))
+    folder = save_quantized(asr, output)
+    out.print(
+        f"{len(record['modules'])} modules, {record['quantized_weights']:,} weights in "
+        f"{format} ({record['bits_per_weight']:.3f} bits/weight) -> {folder}",
+        highlight=False,
+    )
+
+
 @app.command("eval")
 def eval_(
     model: ModelOpt = "tiny.en",

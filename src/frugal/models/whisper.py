@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,9 +75,12 @@ def _from_transformers(name_or_path: str, local_only: bool) -> WhisperASR:
     model.eval()
     ids = special_token_ids(tokenizer, model.config.vocab_size)
     kind = "transformers folder" if local_only else "Hugging Face hub"
-    return WhisperASR(
-        model, tokenizer, extractor, ids, str(name_or_path), {"kind": kind, "path": name_or_path}
-    )
+    source: dict = {"kind": kind, "path": str(name_or_path)}
+    quant_file = Path(name_or_path) / "frugal_quant.json"  # written by frugal quantize
+    if local_only and quant_file.is_file():
+        source["quantization"] = json.loads(quant_file.read_text()).get("quantization")
+    name = Path(name_or_path).name if local_only else str(name_or_path)
+    return WhisperASR(model, tokenizer, extractor, ids, name, source)
 
 
 def load_whisper(name_or_path: str | Path) -> WhisperASR:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers import WhisperForConditionalGeneration
 
+from frugal.nn.modules import QuantMixin
+
 
 @dataclass
 class _Layer:
@@ -32,6 +34,18 @@ class _Layer:
     b_fc1: torch.Tensor
     w_fc2: torch.Tensor
     b_fc2: torch.Tensor
+
+
+def _w(module: torch.nn.Module) -> torch.Tensor:
+    """The weight the module computes with (quantized when it is a frugal.nn module)."""
+    if isinstance(module, QuantMixin):
+        if module.formats.get("input") or module.formats.get("grad"):
+            raise ValueError(
+                "the lean decoder simulates weight formats only; use method='generate' for "
+                "input-quantized decoder modules"
+            )
+        return module.qweight().detach()
+    return module.weight.detach()
 
 
 def _bias(linear: torch.nn.Linear) -> torch.Tensor:
@@ -63,10 +77,10 @@ class LeanDecoder:
         self.head_dim = self.d_model // self.n_heads
         self.max_length = cfg.max_target_positions
         self.eps = dec.layer_norm.eps
-        self.embed = dec.embed_tokens.weight.detach()
+        self.embed = _w(dec.embed_tokens)
         self.positions = dec.embed_positions.weight.detach()
         self.final_ln = _ln(dec.layer_norm)
-        self.proj = model.proj_out.weight.detach()
+        self.proj = _w(model.proj_out)
         self.layers: list[_Layer] = []
         cross_w, cross_b = [], []
         for layer in dec.layers:
@@ -74,25 +88,23 @@ class LeanDecoder:
             self.layers.append(
                 _Layer(
                     ln1=_ln(layer.self_attn_layer_norm),
-                    w_qkv=torch.cat(
-                        [sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight]
-                    ).detach(),
+                    w_qkv=torch.cat([_w(sa.q_proj), _w(sa.k_proj), _w(sa.v_proj)]),
                     b_qkv=torch.cat([_bias(sa.q_proj), _bias(sa.k_proj), _bias(sa.v_proj)]),
-                    w_o=sa.out_proj.weight.detach(),
+                    w_o=_w(sa.out_proj),
                     b_o=_bias(sa.out_proj),
                     ln2=_ln(layer.encoder_attn_layer_norm),
-                    w_q_cross=ca.q_proj.weight.detach(),
+                    w_q_cross=_w(ca.q_proj),
                     b_q_cross=_bias(ca.q_proj),
-                    w_o_cross=ca.out_proj.weight.detach(),
+                    w_o_cross=_w(ca.out_proj),
                     b_o_cross=_bias(ca.out_proj),
                     ln3=_ln(layer.final_layer_norm),
-                    w_fc1=layer.fc1.weight.detach(),
+                    w_fc1=_w(layer.fc1),
                     b_fc1=_bias(layer.fc1),
-                    w_fc2=layer.fc2.weight.detach(),
+                    w_fc2=_w(layer.fc2),
                     b_fc2=_bias(layer.fc2),
                 )
             )
-            cross_w += [ca.k_proj.weight.detach(), ca.v_proj.weight.detach()]
+            cross_w += [_w(ca.k_proj), _w(ca.v_proj)]
             cross_b += [_bias(ca.k_proj), _bias(ca.v_proj)]
         self.cross_w = torch.cat(cross_w)
         self.cross_b = torch.cat(cross_b)

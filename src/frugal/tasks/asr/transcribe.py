@@ -106,8 +106,12 @@ class Transcriber:
 
     def lean_decoder(self) -> LeanDecoder:
         """The lean decoder, rebuilt when any decoder weight has changed since last time."""
-        params = list(self.asr.model.model.decoder.parameters())
-        key = tuple((p.data_ptr(), p._version) for p in params)
+        modules = [*self.asr.model.model.decoder.modules(), self.asr.model.proj_out]
+        key = tuple(
+            (p.data_ptr(), p._version, str(getattr(m, "formats", "")))
+            for m in modules
+            for p in m.parameters(recurse=False)
+        )
         if self._lean is None or key != self._lean_key:
             self._lean = LeanDecoder(self.asr.model)
             self._lean_key = key

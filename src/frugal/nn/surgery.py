@@ -1,0 +1,53 @@
+"""Model surgery: swap matching modules for their quantized versions, in place, sharing
+parameters (no copies), and weights-only round-to-nearest (RTN)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from frugal.formats import get_format
+from frugal.nn.config import QuantConfig
+from frugal.nn.modules import QUANT_CLASSES, QuantMixin
+
+
+def apply_config(model: nn.Module, config: QuantConfig) -> dict[str, dict]:
+    """Make every module whose name matches a rule quantize as the rule says; returns
+    {module name: formats}. Linear/Conv1d/Conv2d/Embedding (and subclasses) are supported."""
+    changed = {}
+    for name, module in list(model.named_modules()):
+        rule = config.rule_for(name)
+        if rule is None:
+            continue
+        if isinstance(module, QuantMixin):
+            module.set_formats(rule.weight, rule.input, rule.grad)
+        else:
+            cls = next((q for base, q in QUANT_CLASSES.items() if type(module) is base), None)
+            if cls is None:
+                continue
+            module.__class__ = cls  # same parameters and buffers, new forward
+            module.set_formats(rule.weight, rule.input, rule.grad)
+        changed[name] = dict(module.formats)
+    return changed
+
+
+def rtn_weights(model: nn.Module, config: QuantConfig) -> dict[str, dict]:
+    """Round-to-nearest weights-only quantization: overwrite each matching module's weight
+    with its quantized value (no wrapper left behind). Returns {module: {format, bits}}."""
+    done = {}
+    for name, module in model.named_modules():
+        rule = config.rule_for(name)
+        if rule is None or rule.weight is None or type(module) not in QUANT_CLASSES:
+            continue
+        w = module.weight
+        if not torch.isfinite(w).all():
+            raise ValueError(f"{name}.weight holds NaN or infinite values")
+        fmt = get_format(rule.weight)
+        with torch.no_grad():
+            w.copy_(fmt.quantize(w))
+        done[name] = {
+            "format": fmt.name,
+            "bits_per_element": fmt.bits_per_element,
+            "elements": w.numel(),
+        }
+    return done

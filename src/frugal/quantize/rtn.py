@@ -1,0 +1,45 @@
+"""Round-to-nearest (RTN) weight quantization of a loaded Whisper, and saving the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from frugal.models.whisper import WhisperASR
+from frugal.nn import QuantConfig, rtn_weights
+
+# Every Linear inside the encoder/decoder blocks; convolutions, embeddings and the tied
+# output projection stay in full precision (the usual weight-quantization recipe).
+WHISPER_BLOCKS = "model.*.layers.*"
+QUANT_FILE = "frugal_quant.json"
+
+
+def quantize_rtn(asr: WhisperASR, fmt: str, pattern: str = WHISPER_BLOCKS) -> dict:
+    """Quantize matching weights in place; returns a record (config, per-module formats,
+    average bits per quantized weight)."""
+    config = QuantConfig.weights_only(fmt, pattern)
+    modules = rtn_weights(asr.model, config)
+    if not modules:
+        raise ValueError(f"no module of {asr.name} matches {pattern!r}")
+    n = sum(m["elements"] for m in modules.values())
+    record = {
+        "method": "rtn",
+        "config": config.to_dict(),
+        "modules": modules,
+        "quantized_weights": n,
+        "bits_per_weight": sum(m["bits_per_element"] * m["elements"] for m in modules.values()) / n,
+        "base_model": asr.name,
+    }
+    asr.source["quantization"] = record
+    return record
+
+
+def save_quantized(asr: WhisperASR, folder: str | Path) -> Path:
+    """A transformers folder (safetensors holding the weights on the format's grid, in fp32)
+    plus frugal_quant.json with the quantization record and versions."""
+    from frugal.tasks.asr.evaluate import versions
+
+    folder = asr.save(folder)
+    payload = {"quantization": asr.source.get("quantization"), "versions": versions()}
+    (folder / QUANT_FILE).write_text(json.dumps(payload, indent=1))
+    return folder
