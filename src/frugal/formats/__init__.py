@@ -2,7 +2,7 @@
 straight-through gradient. `get_format("mxfp4").quantize(x)`."""
 
 from frugal.formats.base import NumberFormat, straight_through
-from frugal.formats.flexpoint import Autoflex, FlexpointFormat
+from frugal.formats.flexpoint import Autoflex, FixedPointFormat, FlexpointFormat
 from frugal.formats.integer import IntFormat
 from frugal.formats.minifloat import FLOAT_SPECS, FloatSpec, MinifloatFormat, round_to_float
 from frugal.formats.mx import MXFormat
@@ -14,6 +14,7 @@ __all__ = [
     "FLOAT_SPECS",
     "NF4_LEVELS",
     "Autoflex",
+    "FixedPointFormat",
     "FlexpointFormat",
     "FloatSpec",
     "IntFormat",

@@ -65,6 +65,28 @@ class FlexpointFormat(NumberFormat):
         return self.qdq_with_exponent(x, self.exponent_for(amax))
 
 
+class FixedPointFormat(NumberFormat):
+    """fixedN_fF: N-bit two's complement with F fractional bits — one exponent fixed for
+    every tensor forever (step 2^-F, range ±2^(N-1-F)). The weak 16-bit baseline that
+    Flexpoint's managed exponent is compared against."""
+
+    def __init__(self, bits: int = 16, frac: int = 8):
+        if not 2 <= bits <= 32 or not 0 <= frac < 64:
+            raise ValueError(f"fixed{bits}_f{frac}: need 2..32 bits and 0..63 fraction bits")
+        self.bits, self.frac = bits, frac
+        self.name = f"fixed{bits}_f{frac}"
+        self.qmax = 2 ** (bits - 1) - 1
+
+    @property
+    def bits_per_element(self) -> float:
+        return float(self.bits)
+
+    def qdq(self, x: torch.Tensor):
+        step = 2.0**-self.frac
+        q = torch.clamp(torch.round(x / step), -self.qmax - 1, self.qmax) * step
+        return q, torch.tensor(self.qmax * step, device=x.device)
+
+
 @dataclass
 class Autoflex:
     """Exponent manager of one tensor: history of recent maxima → next exponent."""

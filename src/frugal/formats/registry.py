@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 
 from frugal.formats.base import NumberFormat
-from frugal.formats.flexpoint import FlexpointFormat
+from frugal.formats.flexpoint import FixedPointFormat, FlexpointFormat
 from frugal.formats.integer import IntFormat
 from frugal.formats.minifloat import FLOAT_SPECS, MinifloatFormat
 from frugal.formats.mx import MX_FLOAT_ELEMENTS, MXFormat
@@ -26,6 +26,7 @@ _MX = re.compile(
 _BFP = re.compile(r"^bfp(\d)(?:_b(\d+))?$")
 _NF4 = re.compile(r"^nf4(?:_b(\d+))?$")
 _FLEX = re.compile(r"^flex(\d+)\+(\d+)$")
+_FIXED = re.compile(r"^fixed(\d+)_f(\d+)$")
 _FLOAT = re.compile(r"^(fp8_e4m3|fp8_e5m2|fp6_e3m2|fp6_e2m3|fp4_e2m1|fp4|fp16|bf16)(_sr)?$")
 
 # The formats `frugal formats` lists (a representative, not exhaustive, set).
@@ -34,7 +35,7 @@ CATALOGUE = (
     "int4_g128_asym", "int3_g128", "int2_g64",
     "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1",
     "mxint8", "mxint6", "mxint4", "mxint3", "mxint4_b128", "mxfp8", "mxfp8_e5m2", "mxfp6",
-    "mxfp6_e3m2", "mxfp4", "bfp8_b64", "bfp4_b32", "nf4", "flex16+5", "flex8+5",
+    "mxfp6_e3m2", "mxfp4", "bfp8_b64", "bfp4_b32", "nf4", "flex16+5", "flex8+5", "fixed16_f8",
 )  # fmt: skip
 
 
@@ -72,6 +73,8 @@ def _parse(key: str, name: str) -> NumberFormat:
         return NF4Format(int(m.group(1) or 64))
     if m := _FLEX.match(key):
         return FlexpointFormat(int(m.group(1)), int(m.group(2)))
+    if m := _FIXED.match(key):
+        return FixedPointFormat(int(m.group(1)), int(m.group(2)))
     close = difflib.get_close_matches(key, CATALOGUE, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownFormatError(
