@@ -1,7 +1,7 @@
 """Simulated low-precision number formats: quantize-dequantize exact to the bit, with a
 straight-through gradient. `get_format("mxfp4").quantize(x)`."""
 
-from frugal.formats.base import NumberFormat, straight_through
+from frugal.formats.base import NumberFormat, set_compile, straight_through
 from frugal.formats.flexpoint import Autoflex, FixedPointFormat, FlexpointFormat
 from frugal.formats.integer import IntFormat
 from frugal.formats.minifloat import FLOAT_SPECS, FloatSpec, MinifloatFormat, round_to_float
@@ -26,5 +26,6 @@ __all__ = [
     "get_format",
     "list_formats",
     "round_to_float",
+    "set_compile",
     "straight_through",
 ]

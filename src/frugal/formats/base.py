@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 
 import torch
+
+_COMPILE = False
+
+
+def set_compile(enabled: bool) -> None:
+    """Run quantize-dequantize kernels through torch.compile (one fused loop per format and
+    shape; needs a C++ compiler on CPU; the first call of each compiles for tens of seconds).
+    Also switched on by the environment variable FRUGAL_COMPILE=1."""
+    global _COMPILE
+    _COMPILE = bool(enabled)
+    if _COMPILE:
+        import torch._inductor.config as inductor
+
+        # keep fp16 scale round trips (x.half().float()) that inductor would otherwise elide
+        inductor.emulate_precision_casts = True
 
 
 def straight_through(x: torch.Tensor, q: torch.Tensor, limit: torch.Tensor | None) -> torch.Tensor:
@@ -34,9 +50,20 @@ class NumberFormat(ABC):
         """Quantize-dequantize float32 `x`; also the representable magnitude (broadcastable
         to x) beyond which values saturate, or None when nothing saturates."""
 
+    compilable: bool = True  # qdq is pure tensor code (no host sync)
+
+    def run_qdq(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`qdq`, compiled when `set_compile(True)` and the format allows it."""
+        if _COMPILE and self.compilable:
+            fn = self.__dict__.get("_compiled_qdq")
+            if fn is None:
+                fn = self.__dict__["_compiled_qdq"] = torch.compile(self.qdq, dynamic=None)
+            return fn(x)
+        return self.qdq(x)
+
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quantize `x` (any float dtype); gradients flow straight through."""
-        q, limit = self.qdq(x.detach().float())
+        q, limit = self.run_qdq(x.detach().float())
         return straight_through(x, q.to(x.dtype), limit)
 
     __call__ = quantize
@@ -71,3 +98,7 @@ def undo_blocks(
     """Inverse of `move_axis_to_blocks`."""
     flat = blocks.reshape(*moved_shape[:-1], -1)[..., :n]
     return flat.movedim(-1, axis)
+
+
+if os.environ.get("FRUGAL_COMPILE", "0") == "1":
+    set_compile(True)

@@ -33,6 +33,8 @@ class FlexpointFormat(NumberFormat):
         self.emin, self.emax = -(2 ** (ebits - 1)), 2 ** (ebits - 1) - 1
         self.qmax = 2 ** (mbits - 1) - 1
 
+    compilable = False  # the exponent comes from a host-side maximum
+
     @property
     def bits_per_element(self) -> float:
         return float(self.mbits)  # one exponent per tensor: negligible

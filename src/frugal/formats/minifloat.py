@@ -50,9 +50,10 @@ class FloatSpec:
 
 
 def floor_log2(a: torch.Tensor) -> torch.Tensor:
-    """Exact floor(log2(a)) for positive finite float32 (int32), via frexp; 0 maps to -127."""
-    _, e = torch.frexp(a)
-    return torch.where(a > 0, e - 1, torch.full_like(e, -127))
+    """floor(log2(a)) of non-negative float32 as int32, read from the exponent bits: exact
+    for normal numbers, -127 for zero and subnormals (callers clamp at or above -127, where
+    that is exact too). Integer ops only, so torch.compile fuses it."""
+    return ((a.view(torch.int32) >> 23) & 0xFF) - 127
 
 
 def round_to_float(
@@ -66,7 +67,7 @@ def round_to_float(
     Exact: the grid step 2^(exponent - mbits) is a power of two, so x / step is exact and
     torch.round (half to even) does the rounding."""
     a = x.abs()
-    exp = torch.clamp(floor_log2(torch.nan_to_num(a, posinf=spec.max)), min=spec.emin)
+    exp = torch.clamp(floor_log2(a), min=spec.emin, max=spec.emax)
     step = torch.exp2((exp - spec.mbits).to(torch.float32))
     y = x / step
     if stochastic:
