@@ -96,7 +96,12 @@ FLOAT_SPECS: dict[str, FloatSpec] = {
 }
 
 # torch dtypes whose casts round to nearest even exactly like round_to_float (after clamping)
-_NATIVE = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_NATIVE = {
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp8_e4m3": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
 
 
 class MinifloatFormat(NumberFormat):
