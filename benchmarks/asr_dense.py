@@ -43,27 +43,40 @@ def faster_whisper_system(folder: Path, compute_type: str, threads: int, multili
     return run
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny.en")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="with --limit: seeded sample")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--no-generate", action="store_true", help="skip frugal generate()")
+    ap.add_argument("--sparsify", default=None, help="also frugal lean + this sparsification")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
 
     asr = frugal.load(args.model)
     data = frugal.datasets.builtin_speech()
     if args.limit:
-        data = data.take(args.limit)
+        data = data.take(args.limit, seed=args.seed)
     audios = [u.load() for u in data]
     refs = [u.text for u in data]
 
     systems = {}
-    for method in ("lean", "generate"):
+    for method in ("lean",) if args.no_generate else ("lean", "generate"):
         tr = Transcriber(asr, DecodeOptions(method=method, batch_size=1))
         systems[f"frugal {method}"] = lambda a, tr=tr: tr.transcribe([a])[0].text
+    if args.sparsify:
+        from frugal.sparsify import SparsifyConfig, sparse_encoder
+
+        cfg = SparsifyConfig.parse(args.sparsify)
+        tr = Transcriber(asr, DecodeOptions(batch_size=1), encoder=sparse_encoder(cfg))
+        systems["frugal lean sparse"] = lambda a, tr=tr: tr.transcribe([a])[0].text
     if args.model in CHECKPOINTS and len(CHECKPOINTS[args.model].model_parts()) == 1:
         folder = CHECKPOINTS[args.model].folder()
     elif Path(args.model).is_dir() and (Path(args.model) / "model.bin").exists():
@@ -129,24 +142,37 @@ def main() -> None:
             "ratio_to_anchor": med[n] / med[anchor],
             "same_text_as_anchor": same,
         }
+        row["x_frugal_lean"] = med[n] / med["frugal lean"]
         rows.append(row)
         print(
             f"{n:24s} {w:7.2f} {med[n]:10.1f} {row['p90_ms']:8.1f} "
             f"{row['ratio_to_anchor']:28.2f} {same:>14d}/{len(audios)}"
         )
+    if "frugal lean sparse" in names:
+        d = next(r for r in rows if r["system"] == "frugal lean")
+        sp = next(r for r in rows if r["system"] == "frugal lean sparse")
+        print(
+            f"\nsparsified vs our dense lean: {d['median_ms'] / sp['median_ms']:.2f}x faster, "
+            f"WER {sp['wer_pct'] - d['wer_pct']:+.2f} pt"
+        )
+        for fw in ("faster-whisper int8", "faster-whisper float32"):
+            if fw in med:
+                print(f"sparsified vs {fw}: latency ratio {sp['median_ms'] / med[fw]:.2f}")
+    payload = {
+        "model": args.model,
+        "threads": args.threads,
+        "utterances": len(audios),
+        "sparsify": args.sparsify,
+        "rows": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "model": args.model,
-            "threads": args.threads,
-            "utterances": len(audios),
-            "rows": rows,
-            "versions": frugal.tasks.asr.evaluate.versions(),
-            "hypotheses": hyps,
-            "times_ms": times,
-        }
+        payload.update(
+            versions=frugal.tasks.asr.evaluate.versions(), hypotheses=hyps, times_ms=times
+        )
         args.out.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.out}")
+    return payload
 
 
 if __name__ == "__main__":

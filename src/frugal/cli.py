@@ -21,6 +21,10 @@ ModelOpt = Annotated[
 ]
 MethodOpt = Annotated[str, typer.Option(help="decoder: lean (ours) or generate (transformers)")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")]
+SparsifyOpt = Annotated[
+    str | None,
+    typer.Option(help="encoder sparsification: layer=1,sparsity=0.6[,score=attention] or JSON"),
+]
 
 
 def _threads(n: int | None) -> None:
@@ -33,6 +37,27 @@ def _threads(n: int | None) -> None:
 def _fail(msg: str) -> None:
     err.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _sparse_encoder(spec: str | None):
+    if spec is None:
+        return None
+    from frugal.sparsify import SparsifyConfig, sparse_encoder
+
+    try:
+        return sparse_encoder(SparsifyConfig.parse(spec))
+    except (ValueError, TypeError, OSError) as exc:
+        _fail(f"--sparsify {spec!r}: {exc}")
+
+
+def _check_sparsify(asr, encoder) -> None:
+    if encoder is not None:
+        from frugal.sparsify import check_config
+
+        try:
+            check_config(asr, encoder.config)
+        except ValueError as exc:
+            _fail(str(exc))
 
 
 def _load(model: str):
@@ -71,6 +96,7 @@ def transcribe(
     beam_size: Annotated[int, typer.Option(help="beams (>1 uses generate())")] = 1,
     language: Annotated[str, typer.Option(help="language code, or 'auto' to detect")] = "en",
     batch_size: Annotated[int, typer.Option(help="windows decoded together")] = 8,
+    sparsify: SparsifyOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Transcribe audio files; unreadable ones are reported and the rest still processed."""
@@ -94,8 +120,10 @@ def transcribe(
             failed.append(path)
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if loaded:
+        encoder = _sparse_encoder(sparsify)
         asr = _load(model)
-        tr = Transcriber(asr, opts)
+        _check_sparsify(asr, encoder)
+        tr = Transcriber(asr, opts, encoder=encoder)
         with err.status(f"transcribing {len(loaded)} file(s)"):
             results = tr.transcribe([a for _, a in loaded])
         for (path, _), res in zip(loaded, results, strict=True):
@@ -238,6 +266,111 @@ def flexpoint_demo(
     )
 
 
+sparsify_app = typer.Typer(no_args_is_help=True, help="Whisper encoder sparsification.")
+app.add_typer(sparsify_app, name="sparsify")
+
+
+@sparsify_app.command("search")
+def sparsify_search(
+    model: ModelOpt = "tiny.en",
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="builtin, a folder or a manifest")
+    ] = "builtin",
+    limit: Annotated[int | None, typer.Option(help="first N utterances only")] = None,
+    seed: Annotated[int | None, typer.Option(help="with --limit: a seeded random sample")] = None,
+    max_wer_increase: Annotated[float, typer.Option(help="WER budget over dense, points")] = 1.0,
+    layers: Annotated[str | None, typer.Option(help="encoder layers, e.g. 0,1,2 (all)")] = None,
+    sparsities: Annotated[
+        str, typer.Option(help="coarse grid")
+    ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    score: Annotated[str, typer.Option(help="frame score of the search")] = "attention",
+    baselines: Annotated[
+        str, typer.Option(help="scores compared at the winner's setting")
+    ] = "attention_cumulative,key_norm,stride,random",
+    output: Annotated[
+        Path, typer.Option("--out", "-o", help="folder: store, PNG, best.json")
+    ] = Path("results/sparsify"),
+    threads: ThreadsOpt = None,
+) -> None:
+    """Every (layer, sparsity) measured against dense; resumes from --out's store."""
+    from frugal.data import load_dataset
+    from frugal.sparsify.search import run_search
+
+    _threads(threads)
+    try:
+        ds = load_dataset(data)
+        layer_list = [int(v) for v in layers.split(",")] if layers else None
+        grid = [float(v) for v in sparsities.split(",")]
+        base_list = [b for b in baselines.split(",") if b]
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    if limit is not None:
+        ds = ds.take(limit, seed=seed)
+    asr = _load(model)
+    with err.status("searching") as status:
+        try:
+            result = run_search(
+                asr,
+                ds,
+                output,
+                max_wer_increase,
+                layer_list,
+                grid,
+                score,
+                base_list,
+                progress=lambda msg: status.update(f"measuring {msg}"),
+            )
+        except KeyboardInterrupt:
+            err.print(
+                f"interrupted: measured points are kept in {output / 'search.jsonl'}; "
+                "run the same command to resume"
+            )
+            raise typer.Exit(130) from None
+        except ValueError as exc:
+            _fail(str(exc))
+    table = Table(
+        "kind",
+        "layer",
+        "sparsity",
+        "score",
+        "WER %",
+        "Δ pt [95% CI]",
+        "NLL",
+        "e2e ms",
+        "enc ms",
+        "speed-up",
+    )
+    for r in result.table_rows():
+        table.add_row(
+            r["kind"],
+            str(r["layer"] if r["layer"] is not None else "-"),
+            f"{r['sparsity']:.3g}" if r["sparsity"] is not None else "-",
+            r["score"],
+            f"{r['wer_pct']:.2f}",
+            f"{r['wer_delta_pt']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            f"{r['nll_per_token']:.3f}",
+            f"{r['e2e_ms']:.0f}",
+            f"{r['encoder_ms']:.0f}",
+            f"{r['speedup']:.2f}x",
+        )
+    out.print(table)
+    if result.best is None:
+        out.print(f"no setting within {max_wer_increase} pt of dense")
+    else:
+        c = result.confirm
+        out.print(
+            f"best within {max_wer_increase:g} pt: {result.best.config}; interleaved "
+            f"re-timing: dense {c['dense_ms']:.0f} ms, sparse {c['sparse_ms']:.0f} ms, "
+            f"{c['speedup']:.2f}x",
+            highlight=False,
+        )
+    out.print(
+        f"store {output / 'search.jsonl'}, plot {output / 'search.png'}, best "
+        f"{output / 'best.json'}",
+        highlight=False,
+    )
+
+
 @app.command("eval")
 def eval_(
     model: ModelOpt = "tiny.en",
@@ -249,6 +382,7 @@ def eval_(
     beam_size: int = 1,
     warmup: Annotated[int, typer.Option(help="untimed runs before measuring")] = 2,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="results JSON")] = None,
+    sparsify: SparsifyOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Evaluate WER, token NLL and latency of a Whisper on a data set."""
@@ -263,8 +397,10 @@ def eval_(
         _fail(str(exc))
     if limit is not None:
         ds = ds.take(limit)
+    encoder = _sparse_encoder(sparsify)
     asr = _load(model)
-    result = evaluate(asr, ds, opts, warmup=warmup, progress=sys.stderr.isatty())
+    _check_sparsify(asr, encoder)
+    result = evaluate(asr, ds, opts, warmup=warmup, progress=sys.stderr.isatty(), encoder=encoder)
     for row in result.failed:
         err.print(f"[red]error:[/red] {escape(str(row.error))}", highlight=False, soft_wrap=True)
     out.print(_eval_table(result.summary()))

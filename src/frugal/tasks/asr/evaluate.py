@@ -200,7 +200,12 @@ def evaluate(
                 row.word_errors, row.reference_words = s + d + i, n
             rows.append(row)
             bar.advance(task)
-    return EvalResult(asr.name, data.describe(), options.to_dict(), rows)
+    extra = {}
+    if encoder is not None and hasattr(encoder, "config"):
+        extra["encoder"] = encoder.config.to_dict()
+    if asr.source.get("quantization"):
+        extra["quantization"] = asr.source["quantization"].get("config")
+    return EvalResult(asr.name, data.describe(), options.to_dict(), rows, extra=extra)
 
 
 def corpus_wer(result: EvalResult):
