@@ -19,6 +19,8 @@ err = Console(stderr=True)
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="tiny.en, base, small, a folder or a hub id")
 ]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="builtin, a folder or a manifest")]
+LimitOpt = Annotated[int | None, typer.Option(help="first N utterances only")]
 MethodOpt = Annotated[str, typer.Option(help="decoder: lean (ours) or generate (transformers)")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")]
 SparsifyOpt = Annotated[
@@ -273,10 +275,8 @@ app.add_typer(sparsify_app, name="sparsify")
 @sparsify_app.command("search")
 def sparsify_search(
     model: ModelOpt = "tiny.en",
-    data: Annotated[
-        str, typer.Option("--data", "-d", help="builtin, a folder or a manifest")
-    ] = "builtin",
-    limit: Annotated[int | None, typer.Option(help="first N utterances only")] = None,
+    data: DataOpt = "builtin",
+    limit: LimitOpt = None,
     seed: Annotated[int | None, typer.Option(help="with --limit: a seeded random sample")] = None,
     max_wer_increase: Annotated[float, typer.Option(help="WER budget over dense, points")] = 1.0,
     layers: Annotated[str | None, typer.Option(help="encoder layers, e.g. 0,1,2 (all)")] = None,
@@ -374,10 +374,8 @@ def sparsify_search(
 @app.command("eval")
 def eval_(
     model: ModelOpt = "tiny.en",
-    data: Annotated[
-        str, typer.Option("--data", "-d", help="builtin, a folder or a manifest")
-    ] = "builtin",
-    limit: Annotated[int | None, typer.Option(help="first N utterances only")] = None,
+    data: DataOpt = "builtin",
+    limit: LimitOpt = None,
     method: MethodOpt = "lean",
     beam_size: int = 1,
     warmup: Annotated[int, typer.Option(help="untimed runs before measuring")] = 2,
