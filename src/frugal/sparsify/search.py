@@ -67,14 +67,16 @@ class SearchStore:
         if not path.exists() or path.stat().st_size == 0:
             path.write_text(json.dumps({"header": header}) + "\n")
             return cls(path, header)
-        points, stored = [], None
+        points, stored, good, broken = [], None, [], False
         for i, line in enumerate(path.read_text().splitlines()):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill: drop it, keep the rest
+                broken = True
                 continue
+            good.append(line)
             if i == 0:
                 stored = row.get("header", {})
                 for k in ("model", "data", "utterances", "max_wer_increase"):
@@ -85,6 +87,10 @@ class SearchStore:
                         )
             else:
                 points.append(Point(**row))
+        if broken or not path.read_text().endswith("\n"):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("\n".join(good) + "\n")
+            tmp.replace(path)  # atomic: the store is never half-rewritten
         return cls(path, stored or header, points)
 
     def find(self, config: dict | None) -> Point | None:
