@@ -86,3 +86,23 @@ def test_max_new_tokens_is_respected(small_ct2_folder):
     assert np.isfinite(
         LeanDecoder(model).prompt_logits(torch.randn(1, 1500, 64), [50257]).numpy()
     ).all()
+
+
+def test_screened_argmax_is_exact(tiny_en):
+    lean = LeanDecoder(tiny_en.model)
+    torch.manual_seed(0)
+    ln = tiny_en.model.model.decoder.layer_norm
+    with torch.inference_mode():
+        h = ln(torch.randn(64, 384) * 3)  # layer-normed, like the decoder's last hidden state
+        bias = lean.suppress_bias
+        full = (torch.nn.functional.linear(h, lean.proj) + bias).argmax(-1)
+        assert torch.equal(lean.argmax_logits(h, bias), full)
+        for i in range(8):  # one row at a time too (the screen unions candidates over a batch)
+            assert lean.argmax_logits(h[i : i + 1], bias).item() == full[i].item()
+        # an exact tie: copy the winning row's weight to a later token; both paths pick the first
+        w = lean.proj.clone()
+        j = int(full[0])
+        w[-1] = w[j]
+        lean.proj = w
+        lean._screen_setup()
+        assert lean.argmax_logits(h[:1], bias).item() == j

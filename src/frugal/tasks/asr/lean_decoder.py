@@ -130,7 +130,8 @@ class LeanDecoder:
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
 
     def _forward(self, tokens: torch.Tensor, pos: int, cache, cross) -> torch.Tensor:
-        """Run `tokens` (B, S) at positions pos..pos+S-1; logits of the last position (B, V)."""
+        """Run `tokens` (B, S) at positions pos..pos+S-1; final hidden state of the last
+        position (B, d), layer-normed: logits are F.linear(h, proj)."""
         b, s = tokens.shape
         h_, dh, d = self.n_heads, self.head_dim, self.d_model
         x = F.embedding(tokens, self.embed) + self.positions[pos : pos + s]
@@ -154,7 +155,45 @@ class LeanDecoder:
                 F.gelu(F.linear(h, layer.w_fc1, layer.b_fc1)), layer.w_fc2, layer.b_fc2
             )
         x = F.layer_norm(x[:, -1], (d,), *self.final_ln, self.eps)
-        return F.linear(x, self.proj)
+        return x
+
+    def _screen_setup(self) -> None:
+        """bf16 copy of the output projection and the largest row error/norm for screening."""
+        w = self.proj.float()
+        self.proj_bf16 = w.to(torch.bfloat16)
+        wb = self.proj_bf16.float()
+        self.max_row_err = float((w - wb).norm(dim=-1).max())  # max_j ||w_j - bf16(w_j)||
+        self.max_row_norm = float(wb.norm(dim=-1).max())  # max_j ||bf16(w_j)||
+
+    def argmax_logits(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """argmax_j (h·w_j + bias_j) for each row of h (B, d), exactly as the fp32 product.
+
+        The vocabulary projection is the largest read of each step. It is screened with a
+        bf16 copy (half the bytes). Every bf16 logit is within
+        e = ||h||·max||Δw_j|| + (||Δh|| + 2^-6·||h_bf16||)·max||w_j|| of the fp32 one
+        (Cauchy–Schwarz on the rounding of weights and input, plus a generous allowance for
+        the bf16 product's own rounding), so only tokens within 2e of the best bf16 logit can
+        be the maximum; their fp32 logits are computed exactly. Falls back to the full fp32
+        product when the screen keeps too many or the weights are not float32."""
+        if self.proj.dtype != torch.float32 or h.dtype != torch.float32:
+            return (F.linear(h, self.proj) + bias).argmax(-1)
+        if not hasattr(self, "proj_bf16"):
+            self._screen_setup()
+        hb = h.to(torch.bfloat16)
+        approx = F.linear(hb, self.proj_bf16).float().add_(bias)
+        e = (
+            h.norm(dim=-1) * self.max_row_err
+            + ((h - hb.float()).norm(dim=-1) + 2.0**-6 * hb.float().norm(dim=-1))
+            * self.max_row_norm
+        )
+        top = approx.amax(-1)
+        if not torch.isfinite(top).all():
+            return (F.linear(h, self.proj) + bias).argmax(-1)
+        cand = (approx >= (top - 2 * e)[:, None]).any(0).nonzero()[:, 0]
+        if cand.numel() > 1024:
+            return (F.linear(h, self.proj) + bias).argmax(-1)
+        exact = F.linear(h, self.proj[cand]) + bias[cand]
+        return cand[exact.argmax(-1)]
 
     def _new_cache(self, batch: int, like: torch.Tensor):
         shape = (batch, self.n_heads, self.max_length, self.head_dim)
@@ -166,7 +205,7 @@ class LeanDecoder:
         b = encoder_out.shape[0]
         cross = self.cross_kv(encoder_out)
         tokens = torch.tensor([prompt] * b, device=encoder_out.device)
-        return self._forward(tokens, 0, self._new_cache(b, encoder_out), cross)
+        return F.linear(self._forward(tokens, 0, self._new_cache(b, encoder_out), cross), self.proj)
 
     @torch.inference_mode()
     def greedy(
@@ -182,18 +221,17 @@ class LeanDecoder:
         max_new = limit if max_new_tokens is None else min(max_new_tokens, limit)
         cross = self.cross_kv(encoder_out)
         cache = self._new_cache(b, encoder_out)
-        logits = self._forward(torch.tensor(prompts, device=encoder_out.device), 0, cache, cross)
+        h = self._forward(torch.tensor(prompts, device=encoder_out.device), 0, cache, cross)
         finished = torch.zeros(b, dtype=torch.bool, device=encoder_out.device)
         out = []
         for step in range(max_new):
-            logits = logits + (self.begin_bias if step == 0 else self.suppress_bias)
-            nxt = logits.argmax(-1)
+            nxt = self.argmax_logits(h, self.begin_bias if step == 0 else self.suppress_bias)
             nxt = torch.where(finished, self.eot, nxt)
             out.append(nxt)
             finished |= nxt == self.eot
             if bool(finished.all()) or step == max_new - 1:
                 break
-            logits = self._forward(nxt[:, None], p + step, cache, cross)
+            h = self._forward(nxt[:, None], p + step, cache, cross)
         if not out:
             return [[] for _ in range(b)]
         tokens = torch.stack(out, 1).tolist()
