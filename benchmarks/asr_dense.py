@@ -20,6 +20,7 @@ import torch
 import frugal
 from frugal.models.registry import CHECKPOINTS
 from frugal.tasks.asr import DecodeOptions, Transcriber
+from frugal.tasks.asr.evaluate import versions
 from frugal.tasks.asr.metrics import wer
 
 
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload.update(
-            versions=frugal.tasks.asr.evaluate.versions(), hypotheses=hyps, times_ms=times
-        )
+        payload.update(versions=versions(), hypotheses=hyps, times_ms=times)
         args.out.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.out}")
     return payload
