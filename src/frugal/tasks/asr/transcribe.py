@@ -149,14 +149,13 @@ class Transcriber:
         prompts = [asr.prompt_ids(lang, opts.task) for lang in languages]
         if opts.method == "lean" and opts.beam_size == 1:
             lean = self.lean_decoder()
-            tokens: list[list[int]] = []
+            tokens: list[list[int]] = [[] for _ in windows]
             # one prompt shape per call; languages may differ within a batch
             for lang in dict.fromkeys(languages):
                 idx = [i for i, x in enumerate(languages) if x == lang]
                 out = lean.greedy(enc[idx], [prompts[i] for i in idx], opts.max_new_tokens)
                 for i, toks in zip(idx, out, strict=True):
-                    tokens.append((i, toks))  # type: ignore[arg-type]
-            tokens = [t for _, t in sorted(tokens, key=lambda it: it[0])]  # type: ignore[misc]
+                    tokens[i] = toks
         else:
             tokens = self._generate(enc, prompts)
         t3 = _now()
