@@ -202,29 +202,106 @@ def quantize(
     output: Annotated[Path, typer.Option("--out", "-o", help="folder to write")],
     format: Annotated[str, typer.Option("--format", "-f", help="weight format, e.g. mxint4")],
     model: ModelOpt = "tiny.en",
+    method: Annotated[str, typer.Option(help="rtn, gptq or qat")] = "rtn",
+    data: DataOpt = "builtin",
+    budget: Annotated[int, typer.Option(help="calibration utterances (gptq, qat)")] = 128,
+    seed: Annotated[int, typer.Option(help="seed of the calibration sample and of QAT")] = 0,
     pattern: Annotated[
         str, typer.Option(help="module-name glob of the weights")
     ] = "model.*.layers.*",
+    damp: Annotated[float, typer.Option(help="GPTQ damping, fraction of mean diagonal")] = 0.01,
+    act_order: Annotated[bool, typer.Option(help="GPTQ: columns by decreasing Hessian")] = False,
+    steps: Annotated[int, typer.Option(help="QAT optimizer steps")] = 32,
+    lr: Annotated[float, typer.Option(help="QAT learning rate (AdamW, cosine)")] = 1e-4,
+    learnable_scales: Annotated[bool, typer.Option(help="QAT: learn a scale per row")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Weights-only round-to-nearest quantization; `frugal eval --model OUT` loads it."""
-    from frugal.formats import UnknownFormatError, get_format
-    from frugal.quantize import quantize_rtn, save_quantized
+    """Weights-only quantization (RTN, GPTQ or QAT); `frugal eval --model OUT` loads it."""
+    from frugal.data import load_dataset
+    from frugal.formats import UnknownFormatError
+    from frugal.quantize import GPTQConfig, QATConfig, check_method, save_quantized
+    from frugal.tasks.asr.calibration import split_calibration
+    from frugal.tasks.asr.quantize import quantize_whisper
 
+    _threads(threads)
+    calib = []
     try:
-        get_format(format)
-    except UnknownFormatError as exc:
+        check_method(method, format)
+        gptq = GPTQConfig(damp=damp, act_order=act_order)
+        qat = QATConfig(steps=steps, lr=lr, learnable_scales=learnable_scales, seed=seed)
+        if method != "rtn":
+            calib = split_calibration(load_dataset(data), budget, seed)[0]
+    except (UnknownFormatError, ValueError, OSError) as exc:
         _fail(str(exc))
     asr = _load(model)
     try:
-        record = quantize_rtn(asr, format, pattern)
+        with err.status(f"{method} {format} on {asr.name}"):
+            record = quantize_whisper(asr, format, method, calib, pattern, gptq=gptq, qat=qat)
     except ValueError as exc:
         _fail(str(exc))
     folder = save_quantized(asr, output)
     out.print(
-        f"{len(record['modules'])} modules, {record['quantized_weights']:,} weights in "
-        f"{format} ({record['bits_per_weight']:.3f} bits/weight) -> {folder}",
+        f"{method}: {len(record['modules'])} modules, {record['quantized_weights']:,} weights "
+        f"in {format} ({record['bits_per_weight']:.3f} bits/weight, "
+        f"{record['calibration_examples']} calibration utterances, "
+        f"{record['seconds']:.1f} s) -> {folder}",
         highlight=False,
     )
+
+
+study_app = typer.Typer(no_args_is_help=True, help="Published-style studies.")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("ptq-vs-qat")
+def study_ptq_vs_qat(
+    model: ModelOpt = "tiny.en",
+    formats: Annotated[str, typer.Option(help="comma-separated weight formats")] = (
+        "mxint8,mxint6,mxint4,mxint3,mxfp4,int4_g128"
+    ),
+    budget: Annotated[int, typer.Option(help="calibration utterances, every method")] = 128,
+    data: DataOpt = "builtin",
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="results folder")] = None,
+    methods: Annotated[str, typer.Option(help="comma-separated: rtn,gptq,qat")] = "rtn,gptq,qat",
+    steps: Annotated[int, typer.Option(help="QAT optimizer steps (one batch each)")] = 32,
+    lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-4,
+    learnable_scales: Annotated[bool, typer.Option(help="QAT: learn a scale per row")] = False,
+    act_order: Annotated[bool, typer.Option(help="GPTQ act-order")] = False,
+    heldout: Annotated[int | None, typer.Option(help="at most N held-out utterances")] = None,
+    no_wer: Annotated[bool, typer.Option("--no-wer", help="skip WER (NLL only)")] = False,
+    seed: int = 0,
+    threads: ThreadsOpt = None,
+) -> None:
+    """RTN vs GPTQ vs QAT on the same calibration budget: global (held-out NLL, WER) and
+    local (layer output MSE) objectives, their rank correlation, loss along the line from
+    full precision; resumes from the results folder."""
+    from frugal.quantize import GPTQConfig, QATConfig
+    from frugal.study.ptq_vs_qat import StudyConfig, markdown_table, run_study, write_report
+
+    try:
+        cfg = StudyConfig(
+            model=model,
+            formats=[f.strip() for f in formats.split(",") if f.strip()],
+            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            data=data,
+            budget=budget,
+            seed=seed,
+            gptq=GPTQConfig(act_order=act_order),
+            qat=QATConfig(steps=steps, lr=lr, learnable_scales=learnable_scales, seed=seed),
+            heldout=heldout,
+            wer=not no_wer,
+            threads=threads,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    folder = output or Path("results") / "ptq_vs_qat" / Path(model).name
+    try:
+        rows = run_study(cfg, folder, log=lambda m: err.print(m, highlight=False))
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    paths = write_report(rows, folder)
+    out.print(markdown_table(rows), highlight=False)
+    out.print(f"results: {paths['json']} (+ summary.md, PNGs)", highlight=False)
 
 
 flexpoint_app = typer.Typer(no_args_is_help=True, help="Flexpoint (flexN+M) experiments.")

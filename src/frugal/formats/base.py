@@ -52,6 +52,23 @@ class NumberFormat(ABC):
 
     compilable: bool = True  # qdq is pure tensor code (no host sync)
 
+    # Fitted parameters, for algorithms that quantize a 2-D weight [rows, cols] column by
+    # column (GPTQ): `column_group` columns share parameters (scales) that `fit` computes
+    # once from the weights as they are then, and `apply` rounds onto that fixed grid.
+    def column_group(self, n_cols: int) -> int:
+        """Consecutive columns of a [rows, n_cols] weight sharing fitted parameters (1 for
+        element-wise formats; n_cols when they span a whole row or the whole tensor)."""
+        return 1
+
+    def fit(self, w: torch.Tensor):
+        """Parameters of float32 [rows, k] `w`, one set per row over its k columns (or one
+        for the whole tensor for tensor-wise formats); None when the format has none."""
+        return None
+
+    def apply(self, w: torch.Tensor, params) -> torch.Tensor:
+        """Quantize-dequantize float32 [rows, k] `w` with parameters from `fit`."""
+        return self.qdq(w)[0]
+
     def run_qdq(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`qdq`, compiled when `set_compile(True)` and the format allows it."""
         if _COMPILE and self.compilable:

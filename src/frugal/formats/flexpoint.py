@@ -62,9 +62,18 @@ class FlexpointFormat(NumberFormat):
         q, limit = self.qdq_with_exponent(x.detach().float(), exponent)
         return straight_through(x, q.to(x.dtype), limit)
 
+    def column_group(self, n_cols: int) -> int:
+        return n_cols  # one exponent per tensor
+
+    def fit(self, w: torch.Tensor) -> int:
+        amax = torch.nan_to_num(w.abs().amax(), posinf=3.4e38).item() if w.numel() else 0.0
+        return self.exponent_for(amax)
+
+    def apply(self, w: torch.Tensor, params: int) -> torch.Tensor:
+        return self.qdq_with_exponent(w, params)[0]
+
     def qdq(self, x: torch.Tensor):
-        amax = torch.nan_to_num(x.abs().amax(), posinf=3.4e38).item() if x.numel() else 0.0
-        return self.qdq_with_exponent(x, self.exponent_for(amax))
+        return self.qdq_with_exponent(x, self.fit(x))
 
 
 class FixedPointFormat(NumberFormat):

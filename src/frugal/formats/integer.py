@@ -50,21 +50,38 @@ class IntFormat(NumberFormat):
             return (x.reshape(x.shape[0], -1) if x.dim() > 1 else x.reshape(1, -1)), None
         return move_axis_to_blocks(x, -1, self.group)[0], True
 
-    def qdq(self, x: torch.Tensor):
-        g, grouped = self._groups(x)
+    def _fit_rows(self, g: torch.Tensor):
+        """(scale, zero point or None) of each row of `g`."""
         if self.symmetric:
             qmax = 2 ** (self.bits - 1) - 1
-            scale = _fp16_scale(g.abs().amax(-1, keepdim=True) / qmax)
+            return _fp16_scale(g.abs().amax(-1, keepdim=True) / qmax), None
+        qmax = 2**self.bits - 1
+        lo = torch.clamp(g.amin(-1, keepdim=True), max=0)
+        hi = torch.clamp(g.amax(-1, keepdim=True), min=0)
+        scale = _fp16_scale((hi - lo) / qmax)
+        return scale, torch.round(-lo / scale)
+
+    def _round(self, g: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None):
+        """Values of `g` on the grid of (scale, zero), and the saturation limit."""
+        if self.symmetric:
+            qmax = 2 ** (self.bits - 1) - 1
             q = torch.clamp(torch.round(g / scale), -qmax - 1, qmax) * scale
-            limit = (qmax + 0.5) * scale
-        else:
-            qmax = 2**self.bits - 1
-            lo = torch.clamp(g.amin(-1, keepdim=True), max=0)
-            hi = torch.clamp(g.amax(-1, keepdim=True), min=0)
-            scale = _fp16_scale((hi - lo) / qmax)
-            zero = torch.round(-lo / scale)
-            q = (torch.clamp(torch.round(g / scale) + zero, 0, qmax) - zero) * scale
-            limit = None
+            return q, (qmax + 0.5) * scale
+        qmax = 2**self.bits - 1
+        return (torch.clamp(torch.round(g / scale) + zero, 0, qmax) - zero) * scale, None
+
+    def column_group(self, n_cols: int) -> int:
+        return min(self.group, n_cols) if self.granularity == "group" else n_cols
+
+    def fit(self, w: torch.Tensor):
+        return self._fit_rows(w.reshape(1, -1) if self.granularity == "tensor" else w)
+
+    def apply(self, w: torch.Tensor, params) -> torch.Tensor:
+        return self._round(w, *params)[0]
+
+    def qdq(self, x: torch.Tensor):
+        g, grouped = self._groups(x)
+        q, limit = self._round(g, *self._fit_rows(g))
         if grouped:
             moved = tuple(x.shape)
             q = undo_blocks(q, moved, x.shape[-1], -1)

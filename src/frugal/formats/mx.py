@@ -68,15 +68,32 @@ class MXFormat(NumberFormat):
         amax = torch.nan_to_num(amax, nan=0.0, posinf=torch.finfo(torch.float32).max)
         return torch.clamp(floor_log2(amax) - self.elem_emax, -SCALE_EMAX, SCALE_EMAX)
 
-    def qdq(self, x: torch.Tensor):
-        blocks, moved, n = move_axis_to_blocks(x, self.axis, self.block)
-        scale = torch.exp2(self.shared_exponent(blocks).to(torch.float32))
+    def _round(self, blocks: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         y = blocks / scale
         if self.float_spec is not None:
             y = round_to_float(y, self.float_spec)
         else:
             step = 2.0 ** (self.int_bits - 2)
             y = torch.clamp(torch.round(y * step) / step, -self.elem_max, self.elem_max)
-        q = undo_blocks(y * scale, moved, n, self.axis)
+        return y * scale
+
+    def column_group(self, n_cols: int) -> int:
+        if self.axis not in (-1, 1):
+            raise ValueError(
+                f"{self.name} has blocks along axis {self.axis}; column-wise algorithms "
+                "need blocks along the input (last) axis"
+            )
+        return min(self.block, n_cols)
+
+    def fit(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.exp2(self.shared_exponent(w).to(torch.float32))
+
+    def apply(self, w: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return self._round(w, params)
+
+    def qdq(self, x: torch.Tensor):
+        blocks, moved, n = move_axis_to_blocks(x, self.axis, self.block)
+        scale = self.fit(blocks)
+        q = undo_blocks(self._round(blocks, scale), moved, n, self.axis)
         limit = undo_blocks((self.elem_max * scale).expand_as(blocks), moved, n, self.axis)
         return q, limit

@@ -28,10 +28,17 @@ class NF4Format(NumberFormat):
     def bits_per_element(self) -> float:
         return 4 + 16 / self.block
 
+    def column_group(self, n_cols: int) -> int:
+        return min(self.block, n_cols)
+
+    def fit(self, w: torch.Tensor) -> torch.Tensor:
+        return _fp16_scale(w.abs().amax(-1, keepdim=True))
+
+    def apply(self, w: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        levels = torch.tensor(NF4_LEVELS, device=w.device)
+        mids = (levels[1:] + levels[:-1]) / 2
+        return levels[torch.bucketize(w / params, mids)] * params
+
     def qdq(self, x: torch.Tensor):
         blocks, moved, n = move_axis_to_blocks(x, -1, self.block)
-        scale = _fp16_scale(blocks.abs().amax(-1, keepdim=True))
-        levels = torch.tensor(NF4_LEVELS, device=x.device)
-        mids = (levels[1:] + levels[:-1]) / 2
-        idx = torch.bucketize(blocks / scale, mids)
-        return undo_blocks(levels[idx] * scale, moved, n, -1), None
+        return undo_blocks(self.apply(blocks, self.fit(blocks)), moved, n, -1), None

@@ -1,6 +1,34 @@
-"""Weight quantization algorithms (RTN for now), each from (model, config) to a quantized
-model plus a record of what it did."""
+"""Weight quantization: RTN, GPTQ and QAT over any PyTorch model (`quantize_model`), the
+local objective, and saving quantized Whisper models."""
 
+from frugal.quantize.batches import IGNORE, Batch, batch_nll, mean_nll
+from frugal.quantize.gptq import GPTQConfig, Hessian, gptq_weight, output_error
+from frugal.quantize.local import input_hessians, local_objective
+from frugal.quantize.methods import METHODS, check_method, quantize_model
+from frugal.quantize.qat import QATConfig, qat_model
 from frugal.quantize.rtn import QUANT_FILE, WHISPER_BLOCKS, quantize_rtn, save_quantized
+from frugal.quantize.sequential import find_stacks, gptq_model
 
-__all__ = ["QUANT_FILE", "WHISPER_BLOCKS", "quantize_rtn", "save_quantized"]
+__all__ = [
+    "IGNORE",
+    "METHODS",
+    "QUANT_FILE",
+    "WHISPER_BLOCKS",
+    "Batch",
+    "GPTQConfig",
+    "Hessian",
+    "QATConfig",
+    "batch_nll",
+    "check_method",
+    "find_stacks",
+    "gptq_model",
+    "gptq_weight",
+    "input_hessians",
+    "local_objective",
+    "mean_nll",
+    "output_error",
+    "qat_model",
+    "quantize_model",
+    "quantize_rtn",
+    "save_quantized",
+]

@@ -1,0 +1,237 @@
+"""GPTQ (Frantar et al. 2023) for one weight matrix: quantize column by column, feeding each
+column's rounding error back into the columns not yet quantized through the inverse Hessian
+of the layer-wise objective ||WX - QX||², with lazy updates in blocks of columns.
+
+Works for every number format that can be fitted column-wise (`NumberFormat.column_group`):
+a group's scales are fitted when the loop reaches its first column, on the weights as already
+updated by earlier error feedback (per-channel and per-tensor scales: once, at the start).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from frugal.formats import NumberFormat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GPTQConfig:
+    """`damp`: fraction of the Hessian's mean diagonal added to it; `block`: columns per lazy
+    update (rounded up to a multiple of the format's group); `act_order`: quantize columns in
+    order of decreasing Hessian diagonal (groups then keep scales fitted on the original
+    weights, so that they stay contiguous in the original order)."""
+
+    damp: float = 0.01
+    block: int = 128
+    act_order: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.damp <= 1:
+            raise ValueError(f"damp must be in [0, 1], not {self.damp}")
+        if self.block < 1:
+            raise ValueError("block must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Hessian:
+    """Running H = 2/n Σ x xᵀ over the n input vectors of one layer (rows of `x`)."""
+
+    def __init__(self, columns: int, device: torch.device | str = "cpu"):
+        self.sum = torch.zeros(columns, columns, dtype=torch.float32, device=device)
+        self.count = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add a batch of inputs, any leading shape, last axis = columns."""
+        x = x.detach().reshape(-1, x.shape[-1]).to(self.sum.device, torch.float32)
+        self.sum.addmm_(x.t(), x)
+        self.count += x.shape[0]
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        if self.count == 0:
+            raise ValueError("no calibration inputs reached this layer")
+        return self.sum * (2.0 / self.count)
+
+
+class HessianCollector:
+    """Forward hooks accumulating the input Hessian of each named Linear; Linears fed the
+    very same input tensor (q/k/v projections) share one Hessian, computed once."""
+
+    def __init__(self, modules: dict[str, nn.Module], device: torch.device | str = "cpu"):
+        self.modules, self.device = modules, device
+        self.hessians: dict[str, Hessian] = {}
+        self._seen: list[tuple[torch.Tensor, Hessian]] = []
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(module, args, _out):
+            x = args[0]
+            for t, h in self._seen:
+                if t is x:
+                    self.hessians.setdefault(name, h)
+                    return
+            h = self.hessians.get(name)
+            if h is None:
+                h = self.hessians[name] = Hessian(module.in_features, self.device)
+            h.add(x)
+            self._seen.append((x, h))
+
+        return hook
+
+    def __enter__(self) -> HessianCollector:
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
+        return self
+
+    def next_batch(self) -> None:
+        """Call between forward passes (drops the references kept to spot shared inputs)."""
+        self._seen.clear()
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._seen.clear()
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        """H = 2/n XᵀX of each module (shared ones computed once)."""
+        cache: dict[int, torch.Tensor] = {}
+        out = {}
+        for n in self.modules:
+            if n not in self.hessians:
+                raise ValueError(f"no calibration input reached {n}")
+            h = self.hessians[n]
+            if id(h) not in cache:
+                cache[id(h)] = h.matrix
+            out[n] = cache[id(h)]
+        return out
+
+
+@dataclass
+class GPTQResult:
+    """Quantized weights and what it took: final damping (fraction of the mean diagonal),
+    dead input columns, and the layer-wise error ½·tr(ΔW H ΔWᵀ)/rows (= mean over outputs of
+    the mean squared output error on the calibration inputs)."""
+
+    weight: torch.Tensor
+    damp: float
+    dead_columns: int
+    error: float
+
+
+def _inverse_cholesky(h: torch.Tensor, damp: float, name: str) -> tuple[torch.Tensor, float]:
+    """Upper Cholesky factor of (H + λ·mean(diag H)·I)⁻¹, raising λ ×10 until H is positive
+    definite (too few calibration inputs make it singular)."""
+    mean_diag = float(torch.diag(h).mean())
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+    lam = damp
+    while True:
+        lower, info = torch.linalg.cholesky_ex(h + (lam * mean_diag) * eye)
+        if int(info) == 0:
+            inv = torch.cholesky_inverse(lower)
+            upper, info = torch.linalg.cholesky_ex(inv, upper=True)
+            if int(info) == 0 and torch.isfinite(upper).all():
+                if lam != damp:
+                    log.warning(
+                        "%s: Hessian not positive definite with damping %g; used %g "
+                        "(more calibration examples would avoid this)",
+                        name,
+                        damp,
+                        lam,
+                    )
+                return upper, lam
+        if lam >= 1.0:
+            raise ValueError(
+                f"{name}: Hessian stays singular even with damping 1.0 "
+                "(calibration inputs are degenerate)"
+            )
+        lam = min(1.0, max(lam, 1e-4) * 10)
+
+
+def output_error(delta: torch.Tensor, h: torch.Tensor) -> float:
+    """½·tr(ΔW H ΔWᵀ)/rows for H = 2/n XᵀX: the mean over output rows of the mean squared
+    output error ||ΔW x||² over the n inputs."""
+    return float(0.5 * ((delta @ h) * delta).sum() / delta.shape[0])
+
+
+def gptq_weight(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    fmt: NumberFormat,
+    config: GPTQConfig | None = None,
+    name: str = "weight",
+) -> GPTQResult:
+    """GPTQ-quantize a [rows, cols] weight given its input Hessian [cols, cols]."""
+    config = config or GPTQConfig()
+    if weight.dim() != 2 or hessian.shape != (weight.shape[1], weight.shape[1]):
+        raise ValueError(f"{name}: weight {tuple(weight.shape)} and Hessian do not match")
+    if not torch.isfinite(weight).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if not torch.isfinite(hessian).all():
+        raise ValueError(f"{name}: calibration inputs hold NaN or infinite values")
+    w = weight.detach().to(torch.float32).clone()
+    h = hessian.detach().to(torch.float32, copy=True)
+    cols = w.shape[1]
+    group = fmt.column_group(cols)
+
+    dead = torch.diag(h) == 0  # inputs that are always zero: any weight there is free
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+
+    perm = None
+    static: list | None = None
+    if group == cols:
+        static = [fmt.fit(w)]  # per-row or per-tensor: fitted once on the original weights
+    if config.act_order:
+        if 1 < group < cols:  # keep groups contiguous in the original column order
+            static = [fmt.fit(w[:, g : g + group]) for g in range(0, cols, group)]
+        perm = torch.argsort(torch.diag(h), descending=True)
+        w, h = w[:, perm], h[perm][:, perm]
+
+    upper, damp = _inverse_cholesky(h, config.damp, name)
+    step = group if 1 < group < cols else 1
+    block = step * math.ceil(config.block / step)
+
+    q = torch.zeros_like(w)
+    params = None
+    for b0 in range(0, cols, block):
+        b1 = min(b0 + block, cols)
+        w1 = w[:, b0:b1].clone()
+        err1 = torch.zeros_like(w1)
+        u1 = upper[b0:b1, b0:b1]
+        for i in range(b1 - b0):
+            j = b0 + i
+            if static is not None:
+                params = static[0] if len(static) == 1 else static[int(perm[j]) // group]
+            elif group == 1:
+                params = None
+            elif j % group == 0:
+                params = fmt.fit(w1[:, i : i + group])
+            col = w1[:, i : i + 1]
+            qc = fmt.apply(col, params)
+            q[:, j : j + 1] = qc
+            e = (col - qc) / u1[i, i]
+            w1[:, i:].addmm_(e, u1[i : i + 1, i:], alpha=-1.0)
+            err1[:, i : i + 1] = e
+        if b1 < cols:
+            w[:, b1:].addmm_(err1, upper[b0:b1, b1:], alpha=-1.0)
+
+    if perm is not None:
+        q = q[:, torch.argsort(perm)]
+    original = weight.detach().to(torch.float32)
+    return GPTQResult(
+        weight=q.to(weight.dtype),
+        damp=damp,
+        dead_columns=int(dead.sum()),
+        error=output_error(q - original, hessian.detach().to(torch.float32)),
+    )
+
+
+__all__ = ["GPTQConfig", "GPTQResult", "Hessian", "HessianCollector", "gptq_weight", "output_error"]

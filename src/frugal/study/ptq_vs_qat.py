@@ -1,0 +1,414 @@
+"""PTQ vs QAT under one data budget, and why local and global objectives disagree.
+
+For each weight format: RTN, GPTQ and QAT, each given the same calibration examples; every
+result is scored on held-out data (global: NLL per token of reference transcripts; WER) and
+on the calibration data (local: Σ over quantized Linears of the mean squared layer output
+error, on the inputs of the full-precision model). While GPTQ (after each block) and QAT
+(every few steps) optimize, both objectives are recorded — the global one on a fixed small
+held-out subset — and their Spearman rank correlation is reported. Finally the loss is
+measured along the straight line from the full-precision weights to each method's result.
+Rows are appended to a JSONL file as they complete; a rerun skips what is there."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+from frugal.data.datasets import load_dataset
+from frugal.models.whisper import load_whisper
+from frugal.quantize import (
+    WHISPER_BLOCKS,
+    GPTQConfig,
+    QATConfig,
+    check_method,
+    input_hessians,
+    local_objective,
+    mean_nll,
+    quantize_model,
+)
+from frugal.tasks.asr.calibration import (
+    WHISPER_STACKS,
+    heldout_wer,
+    split_calibration,
+    teacher_batches,
+)
+
+DEFAULT_FORMATS = ("mxint8", "mxint6", "mxint4", "mxint3", "mxfp4", "int4_g128")
+FINETUNE_FORMAT = "fp16"  # the fine-tuning control: QAT with (almost) lossless weights
+LINE_POINTS = (0.25, 0.5, 0.75, 1.25)  # α of W(α) = W_fp + α (W_q - W_fp); 0 and 1 known
+
+
+@dataclass
+class StudyConfig:
+    """Everything that determines the study's numbers (recorded with them)."""
+
+    model: str = "tiny.en"
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
+    methods: list[str] = field(default_factory=lambda: ["rtn", "gptq", "qat"])
+    # control: the same training as QAT with fp16 weights (≈ full precision), to separate
+    # what fine-tuning on the calibration domain gives from what QAT recovers
+    finetune_control: bool = True
+    data: str = "builtin"
+    budget: int = 128  # calibration examples (utterances), the same for every method
+    seed: int = 0
+    pattern: str = WHISPER_BLOCKS
+    batch_size: int = 4
+    gptq: GPTQConfig = field(default_factory=GPTQConfig)
+    qat: QATConfig = field(default_factory=lambda: QATConfig(steps=32))
+    record_every: int = 4  # QAT steps between trajectory points
+    track_examples: int = 8  # held-out utterances for the global loss along trajectories
+    heldout: int | None = None  # at most this many held-out utterances (None: all the rest)
+    wer: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in self.formats:
+            for m in self.methods:
+                check_method(m, f)
+        if isinstance(self.gptq, dict):
+            self.gptq = GPTQConfig(**self.gptq)
+        if isinstance(self.qat, dict):
+            self.qat = QATConfig(**self.qat)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("threads")
+        return d
+
+    def row_key(self) -> dict:
+        """What every row's numbers depend on (formats and methods only add rows)."""
+        d = self.to_dict()
+        for k in ("formats", "methods"):
+            d.pop(k)
+        return d
+
+
+def _spearman(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+class StudyStore:
+    """results.jsonl in the output folder: line 1 the config, then one row per result. A
+    rerun may add formats or methods; any other change of the config is refused."""
+
+    def __init__(self, folder: Path, config: StudyConfig):
+        self.path = folder / "results.jsonl"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict] = []
+        want = config.to_dict()
+        if self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            head = json.loads(lines[0]) if lines else None
+            old = dict(head.get("config", {})) if head else None
+            for k in ("formats", "methods"):
+                if old is not None:
+                    old.pop(k, None)
+            if old is not None and old != config.row_key():
+                raise ValueError(
+                    f"{self.path} holds a study with another configuration; "
+                    "use another --out folder"
+                )
+            for line in lines[1:]:
+                try:
+                    self.rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line from an interrupted run
+            self._rewrite(want)
+        else:
+            self._rewrite(want)
+
+    def _rewrite(self, config: dict) -> None:
+        from frugal.tasks.asr.evaluate import versions
+
+        head = {"config": config, "versions": versions()}
+        text = "\n".join(json.dumps(r) for r in [head, *self.rows]) + "\n"
+        self.path.write_text(text)
+
+    def get(self, fmt: str, method: str) -> dict | None:
+        return next((r for r in self.rows if (r["format"], r["method"]) == (fmt, method)), None)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _linears(model: torch.nn.Module, pattern: str) -> list[str]:
+    from frugal.nn import QuantConfig
+
+    cfg = QuantConfig.weights_only("int8", pattern)
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and cfg.rule_for(n) is not None
+    ]
+
+
+def run_study(
+    config: StudyConfig, out: str | Path, log: Callable[[str], None] = print
+) -> list[dict]:
+    """Run (or resume) the study; returns every row (the full-precision one first)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(out)
+    store = StudyStore(out, config)
+    asr = load_whisper(config.model)
+    data = load_dataset(config.data)
+    calib, held = split_calibration(data, config.budget, config.seed)
+    if config.heldout is not None:
+        held = held.take(config.heldout)
+    log(f"{asr.name}: {len(calib)} calibration / {len(held)} held-out utterances")
+    cal_b = teacher_batches(asr, calib, config.batch_size)
+    held_b = teacher_batches(asr, held, 8)
+    track_b = teacher_batches(asr, list(held)[: config.track_examples], 8)
+    names = _linears(asr.model, config.pattern)
+    fp_weights = {n: asr.model.get_submodule(n).weight.detach().clone() for n in names}
+    t0 = time.perf_counter()
+    hessians = input_hessians(asr.model, cal_b, names)
+    log(f"local-objective Hessians of {len(names)} Linears: {time.perf_counter() - t0:.0f} s")
+
+    def score(model: torch.nn.Module, wer: bool) -> dict:
+        row = {
+            "nll": mean_nll(model, held_b),
+            "track_nll": mean_nll(model, track_b),
+            "local": local_objective(model, fp_weights, hessians),
+        }
+        if wer:
+            row["wer"] = heldout_wer(dataclasses.replace(asr, model=model), held).wer
+        return row
+
+    if store.get("fp32", "none") is None:
+        store.add({"format": "fp32", "method": "none", **score(asr.model, config.wer)})
+    fp = store.get("fp32", "none")
+    log(f"full precision: NLL {fp['nll']:.4f}, WER {fp.get('wer', float('nan')):.2f}")
+
+    jobs = [(f, m) for f in config.formats for m in config.methods]
+    if config.finetune_control and "qat" in config.methods:
+        jobs.insert(0, (FINETUNE_FORMAT, "qat"))
+    for fmt, method in jobs:
+        if store.get(fmt, method) is not None:
+            continue
+        model = copy.deepcopy(asr.model)
+        trajectory: list[dict] = []
+
+        def point(step: int, model=model, trajectory=trajectory) -> None:
+            trajectory.append(
+                {
+                    "step": step,
+                    "local": local_objective(model, fp_weights, hessians),
+                    "global": mean_nll(model, track_b),
+                }
+            )
+
+        t0 = time.perf_counter()
+        record = quantize_model(
+            model,
+            method,
+            fmt,
+            config.pattern,
+            cal_b,
+            gptq=config.gptq,
+            qat=config.qat,
+            stacks=WHISPER_STACKS,
+            on_block=(lambda _s, _i, t=trajectory: point(len(t))) if method == "gptq" else None,
+            on_step=(lambda step, _loss: point(step)) if method == "qat" else None,
+            record_every=config.record_every,
+        )
+        seconds = time.perf_counter() - t0
+        row = {"format": fmt, "method": method, **score(model, config.wer)}
+        row["seconds"] = seconds
+        row["bits_per_weight"] = record["bits_per_weight"]
+        row["calibration_examples"] = record["calibration_examples"]
+        row["trajectory"] = trajectory
+        row["spearman_local_global"] = _spearman(
+            [p["local"] for p in trajectory], [p["global"] for p in trajectory]
+        )
+        if "train_losses" in record:
+            row["train_losses"] = record["train_losses"]
+        row["line"] = _line(model, asr.model, names, track_b, fp_weights, hessians)
+        store.add(row)
+        log(
+            f"{fmt:>10} {method:>4}: NLL {row['nll']:.4f} (+{row['nll'] - fp['nll']:.4f}) "
+            f"WER {row.get('wer', float('nan')):.2f} local {row['local']:.4g} "
+            f"[{seconds:.0f} s]"
+        )
+        del model
+    return store.rows
+
+
+@torch.no_grad()
+def _line(model, fp_model, names, track_b, fp_weights, hessians) -> list[dict]:
+    """Global (track subset) and local objective at W(α) = W_fp + α (W_q - W_fp)."""
+    q = {n: model.get_submodule(n).weight.detach().clone() for n in names}
+    scratch = copy.deepcopy(fp_model)
+    points = []
+    for a in LINE_POINTS:
+        for n in names:
+            scratch.get_submodule(n).weight.copy_(fp_weights[n] + a * (q[n] - fp_weights[n]))
+        points.append(
+            {
+                "alpha": a,
+                "global": mean_nll(scratch, track_b),
+                "local": local_objective(scratch, fp_weights, hessians),
+            }
+        )
+    return points
+
+
+def summary_table(rows: list[dict]) -> list[dict]:
+    """One line per (format, method): held-out NLL and its increase, WER, local objective,
+    rank correlation along the optimization, seconds."""
+    fp = next(r for r in rows if r["method"] == "none")
+    table = []
+    for r in rows:
+        if r["method"] == "none":
+            continue
+        table.append(
+            {
+                "format": r["format"],
+                "method": r["method"],
+                "bits": r["bits_per_weight"],
+                "nll": r["nll"],
+                "d_nll": r["nll"] - fp["nll"],
+                "wer": r.get("wer"),
+                "local": r["local"],
+                "spearman": r.get("spearman_local_global"),
+                "seconds": r["seconds"],
+            }
+        )
+    return table
+
+
+def winners(rows: list[dict]) -> dict[str, dict[str, str]]:
+    """Per format, which method has the lowest global (held-out NLL) and local objective."""
+    out: dict[str, dict[str, str]] = {}
+    for fmt in dict.fromkeys(r["format"] for r in rows if r["method"] != "none"):
+        rs = [r for r in rows if r["format"] == fmt]
+        out[fmt] = {
+            "global": min(rs, key=lambda r: r["nll"])["method"],
+            "local": min(rs, key=lambda r: r["local"])["method"],
+        }
+    return out
+
+
+def plot(rows: list[dict], folder: str | Path) -> list[Path]:
+    """PNGs: local vs global per method; loss along the line; objectives along optimization."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    fp = next(r for r in rows if r["method"] == "none")
+    qrows = [r for r in rows if r["method"] != "none"]
+    formats = list(dict.fromkeys(r["format"] for r in qrows))
+    colors = {"rtn": "tab:gray", "gptq": "tab:blue", "qat": "tab:red"}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for r in qrows:
+        ax.scatter(r["local"], r["nll"] - fp["nll"], color=colors.get(r["method"], "k"))
+        ax.annotate(r["format"], (r["local"], r["nll"] - fp["nll"]), fontsize=7)
+    for m, c in colors.items():
+        ax.scatter([], [], color=c, label=m)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("local objective on calibration data (Σ layer output MSE)")
+    ax.set_ylabel("held-out NLL increase (nats/token)")
+    ax.legend()
+    ax.set_title("local vs global objective")
+    fig.tight_layout()
+    paths.append(folder / "local_vs_global.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    n = len(formats)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6), squeeze=False)
+    for j, fmt in enumerate(formats):
+        for r in (r for r in qrows if r["format"] == fmt):
+            pts = [(0.0, fp["track_nll"], 0.0), (1.0, r["track_nll"], r["local"])]
+            pts += [(p["alpha"], p["global"], p["local"]) for p in r["line"]]
+            pts.sort()
+            a, g, loc = zip(*pts, strict=True)
+            axes[0][j].plot(a, g, "o-", color=colors[r["method"]], label=r["method"])
+            axes[1][j].plot(a, loc, "o-", color=colors[r["method"]], label=r["method"])
+        axes[0][j].set_title(fmt)
+        axes[1][j].set_xlabel("α (0 = full precision, 1 = result)")
+    axes[0][0].set_ylabel("global: NLL on track subset")
+    axes[1][0].set_ylabel("local objective")
+    axes[0][0].legend()
+    fig.tight_layout()
+    paths.append(folder / "line_fp_to_quantized.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    for j, fmt in enumerate(formats):
+        for r in (r for r in qrows if r["format"] == fmt and r["trajectory"]):
+            loc = [p["local"] for p in r["trajectory"]]
+            glob = [p["global"] for p in r["trajectory"]]
+            axes[0][j].plot(loc, glob, "o-", ms=3, color=colors[r["method"]], label=r["method"])
+        axes[0][j].set_title(fmt)
+        axes[0][j].set_xlabel("local objective")
+    axes[0][0].set_ylabel("global (track NLL)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    paths.append(folder / "trajectories.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The summary as a Markdown table."""
+    fp = next(r for r in rows if r["method"] == "none")
+    lines = [
+        f"full precision: held-out NLL {fp['nll']:.4f} nats/token, "
+        f"WER {fp.get('wer', float('nan')):.2f} %",
+        "",
+        "| format | method | bits/weight | held-out NLL | ΔNLL | WER % | local (calib) "
+        "| ρ(local, global) | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in summary_table(rows):
+        rho = "–" if t["spearman"] is None else f"{t['spearman']:+.2f}"
+        wer = "–" if t["wer"] is None else f"{t['wer']:.2f}"
+        lines.append(
+            f"| {t['format']} | {t['method']} | {t['bits']:.3f} | {t['nll']:.4f} | "
+            f"{t['d_nll']:+.4f} | {wer} | {t['local']:.4g} | {rho} | {t['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], folder: str | Path) -> dict[str, Path]:
+    """summary.md, results.json (everything) and the PNGs."""
+    folder = Path(folder)
+    (folder / "summary.md").write_text(
+        markdown_table(rows) + "\n\nwinners: " + json.dumps(winners(rows)) + "\n"
+    )
+    (folder / "results.json").write_text(json.dumps(rows, indent=1))
+    pngs = plot(rows, folder)
+    return {"summary": folder / "summary.md", "json": folder / "results.json", "pngs": pngs}
+
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "StudyConfig",
+    "StudyStore",
+    "markdown_table",
+    "plot",
+    "run_study",
+    "summary_table",
+    "winners",
+    "write_report",
+]

@@ -1,0 +1,82 @@
+"""The causal-LM task: loading, token streams, calibration windows, sliding-window NLL."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frugal.quantize import IGNORE, mean_nll
+from frugal.tasks.lm import (
+    calibration_windows,
+    load_causal_lm,
+    perplexity,
+    read_tokens,
+    sliding_windows,
+)
+from tests.lm_helpers import TEXT, save_tiny_lm, tiny_lm
+
+
+def test_sliding_windows_score_every_token_once():
+    tokens = torch.arange(100)
+    for context, stride in [(32, 16), (32, 32), (50, 7), (200, 10)]:
+        batches = sliding_windows(tokens, context, stride)
+        scored = []
+        for b in batches:
+            ids, target = b.inputs["input_ids"][0], b.target[0]
+            assert len(ids) <= context
+            keep = target != IGNORE
+            assert torch.equal(ids[1:][keep[:-1]], target[:-1][keep[:-1]])
+            scored += [int(t) for t in target if t != IGNORE]
+        assert scored == list(range(1, 100))
+
+
+def test_sliding_nll_equals_one_pass_when_context_covers_the_text():
+    lm = tiny_lm()
+    tokens = read_tokens_from_text(lm, TEXT[:300])
+    nll, ppl = perplexity(lm.model, sliding_windows(tokens, 256, 64))
+    with torch.no_grad():
+        logits = lm.model(tokens[None, :-1]).logits[0]
+    direct = F.cross_entropy(logits, tokens[1:]).item()
+    if len(tokens) <= 256:
+        assert nll == pytest.approx(direct, rel=1e-5)
+    assert ppl == pytest.approx(math.exp(nll))
+
+
+def read_tokens_from_text(lm, text):
+    return torch.tensor(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_load_folder_and_read_files(tmp_path):
+    folder = save_tiny_lm(tmp_path / "lm")
+    lm = load_causal_lm(folder)
+    (tmp_path / "a.txt").write_text(TEXT[:500])
+    tokens = read_tokens(lm, [tmp_path / "a.txt"])
+    assert len(tokens) == len(TEXT[:500].encode())  # byte-level, no merges
+    assert lm.max_positions == 256
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(ValueError, match="empty"):
+        read_tokens(lm, [tmp_path / "empty.txt"])
+    with pytest.raises(FileNotFoundError):
+        read_tokens(lm, [tmp_path / "missing.txt"])
+    with pytest.raises(FileNotFoundError):
+        load_causal_lm(tmp_path / "nope")
+
+
+def test_calibration_windows_are_seeded_and_sized():
+    tokens = torch.arange(1000)
+    a = calibration_windows(tokens, 10, 64, seed=3, batch_size=4)
+    b = calibration_windows(tokens, 10, 64, seed=3, batch_size=4)
+    assert [x.examples for x in a] == [4, 4, 2]
+    assert all(torch.equal(x.target, y.target) for x, y in zip(a, b, strict=True))
+    assert all(torch.equal(x.inputs["input_ids"][:, 1:], x.target[:, :-1]) for x in a)
+    with pytest.raises(ValueError, match="fewer"):
+        calibration_windows(torch.arange(10), 1, 64)
+
+
+def test_mean_nll_counts_only_targets():
+    lm = tiny_lm()
+    tokens = torch.arange(50) % 256
+    full = sliding_windows(tokens, 64, 64)
+    assert sum(b.tokens for b in full) == 49
+    assert mean_nll(lm.model, full) > 0
