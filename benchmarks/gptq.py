@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['layers']} | {r['error_sum']:.5g} | {er} |"
             )
     if args.out:
-        from frugal.tasks.asr.evaluate import versions
+        from frugal.provenance import versions
 
         args.out.write_text(json.dumps({**results, "versions": versions()}, indent=1))
 

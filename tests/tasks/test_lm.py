@@ -80,3 +80,43 @@ def test_mean_nll_counts_only_targets():
     full = sliding_windows(tokens, 64, 64)
     assert sum(b.tokens for b in full) == 49
     assert mean_nll(lm.model, full) > 0
+
+
+def test_cli_quantize_then_perplexity(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from frugal.cli import app
+
+    folder = save_tiny_lm(tmp_path / "lm")
+    (tmp_path / "t.txt").write_text(TEXT)
+    runner = CliRunner()
+    res = runner.invoke(app, ["lm", "perplexity", "-m", str(folder), "-t", str(tmp_path / "t.txt"),
+                              "--context", "128", "--stride", "64"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "perplexity" in res.stdout
+    res = runner.invoke(app, ["lm", "quantize", "-m", str(folder), "-t", str(tmp_path / "t.txt"),
+                              "-f", "mxint4", "--budget", "8", "--length", "64",
+                              "-o", str(tmp_path / "q")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "8 windows of 64 tokens" in res.stdout
+    meta = json.loads((tmp_path / "q" / "frugal_quant.json").read_text())
+    assert meta["quantization"]["method"] == "gptq"
+    assert len(meta["quantization"]["modules"]) == 2 * 7  # q k v o gate up down per block
+    with safe_open(str(next((tmp_path / "q").glob("*.safetensors"))), "pt") as f:
+        assert json.loads(f.metadata()["frugal_quantization"])["method"] == "gptq"
+    # a quantized model saved and reloaded gives identical outputs
+    from frugal.quantize import quantize_model
+    from frugal.tasks.lm import block_pattern
+
+    lm = tiny_lm()
+    rec = quantize_model(lm.model, "rtn", "nf4", block_pattern(lm.model))
+    again = load_causal_lm(lm.save(tmp_path / "r", rec))
+    ids = torch.arange(40)[None]
+    with torch.no_grad():
+        assert torch.equal(lm.model(ids).logits, again.model(ids).logits)
+    res = runner.invoke(app, ["lm", "quantize", "-m", str(folder), "-t", str(tmp_path / "t.txt"),
+                              "-f", "mxint9", "-o", str(tmp_path / "x")])  # fmt: skip
+    assert res.exit_code == 2 and "mxint9" in res.output

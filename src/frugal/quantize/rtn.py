@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from frugal.models.whisper import WhisperASR
 from frugal.nn import QuantConfig, rtn_weights
+from frugal.quantize.artifact import write_quant_record
 
 # Every Linear inside the encoder/decoder blocks; convolutions, embeddings and the tied
 # output projection stay in full precision (the usual weight-quantization recipe).
 WHISPER_BLOCKS = "model.*.layers.*"
-QUANT_FILE = "frugal_quant.json"
 
 
 def quantize_rtn(asr: WhisperASR, fmt: str, pattern: str = WHISPER_BLOCKS) -> dict:
@@ -35,11 +34,6 @@ def quantize_rtn(asr: WhisperASR, fmt: str, pattern: str = WHISPER_BLOCKS) -> di
 
 
 def save_quantized(asr: WhisperASR, folder: str | Path) -> Path:
-    """A transformers folder (safetensors holding the weights on the format's grid, in fp32)
-    plus frugal_quant.json with the quantization record and versions."""
-    from frugal.tasks.asr.evaluate import versions
-
-    folder = asr.save(folder)
-    payload = {"quantization": asr.source.get("quantization"), "versions": versions()}
-    (folder / QUANT_FILE).write_text(json.dumps(payload, indent=1))
-    return folder
+    """A transformers folder (safetensors holding the weights on the format's grid, in fp32,
+    the format in their metadata) plus frugal_quant.json with the record and versions."""
+    return write_quant_record(asr.save(folder), asr.source.get("quantization"))

@@ -128,7 +128,7 @@ class StudyStore:
             self._rewrite(want)
 
     def _rewrite(self, config: dict) -> None:
-        from frugal.tasks.asr.evaluate import versions
+        from frugal.provenance import versions
 
         head = {"config": config, "versions": versions()}
         text = "\n".join(json.dumps(r) for r in [head, *self.rows]) + "\n"

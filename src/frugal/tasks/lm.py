@@ -31,6 +31,25 @@ class CausalLM:
                 return int(getattr(cfg, key))
         return 2048
 
+    def save(self, folder: str | Path, record: dict | None = None) -> Path:
+        """A transformers folder (+ the quantization record when given)."""
+        from frugal.quantize import write_quant_record
+
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return write_quant_record(folder, record)
+
+
+def block_pattern(model: nn.Module) -> str:
+    """Glob of the Linears inside the model's layer stacks (the usual PTQ scope)."""
+    from frugal.quantize import find_stacks
+
+    stacks = find_stacks(model)
+    if not stacks:
+        raise ValueError("found no stack of transformer blocks in the model")
+    return stacks[0] + ".*" if len(stacks) == 1 else "*"
+
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> CausalLM:
     """A transformers causal LM and tokenizer from a local folder (or hub id when online)."""

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from frugal.data.audio import AudioError
 from frugal.data.datasets import SpeechDataset
 from frugal.models.whisper import WhisperASR
+from frugal.provenance import versions
 from frugal.tasks.asr.metrics import token_nll, wer, word_errors
 from frugal.tasks.asr.transcribe import DecodeOptions, EncoderFn, Transcriber, split_windows
-
-
-def versions() -> dict[str, str]:
-    """Versions of what produced a result, for result files."""
-    import transformers
-
-    import frugal
-
-    return {
-        "frugal": frugal.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch_threads": str(torch.get_num_threads()),
-    }
 
 
 @dataclass
