@@ -207,10 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker_layer(args)))
         return
     ref = load_reference(args.reference)
-    print(
-        f"GPTQ {FORMAT} (reference: asym 4-bit, group {GROUP}); {torch.get_num_threads()} "
-        f"threads requested: {args.threads}"
-    )
+    print(f"GPTQ {FORMAT} (reference: asym 4-bit, group {GROUP}); {args.threads} threads")
     layer = run_layer(args, ref is not None)
     print(f"\n## One {args.rows}x{args.cols} Linear, {args.samples}x{args.seq} calibration vectors")
     print(

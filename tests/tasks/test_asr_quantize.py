@@ -114,3 +114,17 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     other = study.StudyConfig(formats=["mxint3"], budget=3, heldout=2)
     with pytest.raises(ValueError, match="another configuration"):
         study.run_study(other, tmp_path, log=lambda m: None)
+
+
+def test_cli_study_rtn_only(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["study", "ptq-vs-qat", "--formats", "mxint3,int4_g128", "--methods", "rtn",
+         "--budget", "2", "--heldout", "2", "--no-wer", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "| mxint3 | rtn |" in res.stdout and "| int4_g128 | rtn |" in res.stdout
+    assert (tmp_path / "local_vs_global.png").is_file()
+    res = runner.invoke(app, ["study", "ptq-vs-qat", "--formats", "mxint9", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "mxint9" in res.output

@@ -50,10 +50,12 @@ def quantize_model(
     on_block: Callable[[str, int], None] | None = None,
     on_step: Callable[[int, float], None] | None = None,
     record_every: int = 0,
+    offload: bool = False,
 ) -> dict:
     """Quantize in place the weights of the modules matching `pattern` (glob) to `fmt`.
     Returns a JSON-able record: method, its config, per-module formats, bits per weight,
-    calibration examples used and seconds taken."""
+    calibration examples used and seconds taken. GPTQ's `offload` keeps captured
+    activations on the CPU; `on_block`/`on_step` see GPTQ's blocks and QAT's steps."""
     check_method(method, fmt)
     config = QuantConfig.weights_only(fmt, pattern)
     if method != "rtn" and not batches:
@@ -64,7 +66,7 @@ def quantize_model(
         modules = rtn_weights(model, config)
     elif method == "gptq":
         gptq = gptq or GPTQConfig()
-        run = gptq_model(model, config, batches, gptq, stacks, on_block=on_block)
+        run = gptq_model(model, config, batches, gptq, stacks, offload, on_block=on_block)
         modules = {
             r.name: {
                 "format": r.format,

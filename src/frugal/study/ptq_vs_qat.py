@@ -293,12 +293,23 @@ def winners(rows: list[dict]) -> dict[str, dict[str, str]]:
     """Per format, which method has the lowest global (held-out NLL) and local objective."""
     out: dict[str, dict[str, str]] = {}
     for fmt in dict.fromkeys(r["format"] for r in rows if r["method"] != "none"):
+        if fmt == FINETUNE_FORMAT:
+            continue
         rs = [r for r in rows if r["format"] == fmt]
         out[fmt] = {
             "global": min(rs, key=lambda r: r["nll"])["method"],
             "local": min(rs, key=lambda r: r["local"])["method"],
         }
     return out
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot(rows: list[dict], folder: str | Path) -> list[Path]:
@@ -327,10 +338,7 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
     ax.set_ylabel("held-out NLL increase (nats/token)")
     ax.legend()
     ax.set_title("local vs global objective")
-    fig.tight_layout()
-    paths.append(folder / "local_vs_global.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, folder / "local_vs_global.png"))
 
     n = len(formats)
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6), squeeze=False)
@@ -347,10 +355,7 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
     axes[0][0].set_ylabel("global: NLL on track subset")
     axes[1][0].set_ylabel("local objective")
     axes[0][0].legend()
-    fig.tight_layout()
-    paths.append(folder / "line_fp_to_quantized.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, folder / "line_fp_to_quantized.png"))
 
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for j, fmt in enumerate(formats):
@@ -361,11 +366,9 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
         axes[0][j].set_title(fmt)
         axes[0][j].set_xlabel("local objective")
     axes[0][0].set_ylabel("global (track NLL)")
-    axes[0][0].legend()
-    fig.tight_layout()
-    paths.append(folder / "trajectories.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend()
+    paths.append(_save(fig, folder / "trajectories.png"))
     return paths
 
 
@@ -376,16 +379,22 @@ def markdown_table(rows: list[dict]) -> str:
         f"full precision: held-out NLL {fp['nll']:.4f} nats/token, "
         f"WER {fp.get('wer', float('nan')):.2f} %",
         "",
-        "| format | method | bits/weight | held-out NLL | ΔNLL | WER % | local (calib) "
-        "| ρ(local, global) | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| format | method | bits/weight | held-out NLL | ΔNLL vs fp | Δ vs fine-tune control "
+        "| WER % | local (calib) | ρ(local, global) | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    control = next((r for r in rows if r["format"] == FINETUNE_FORMAT), None)
     for t in summary_table(rows):
+        vs = "–"
+        if control is not None and t["method"] == "qat" and t["format"] != FINETUNE_FORMAT:
+            vs = f"{t['nll'] - control['nll']:+.4f}"
         rho = "–" if t["spearman"] is None else f"{t['spearman']:+.2f}"
         wer = "–" if t["wer"] is None else f"{t['wer']:.2f}"
+        method = "fine-tune control" if t["format"] == FINETUNE_FORMAT else t["method"]
         lines.append(
-            f"| {t['format']} | {t['method']} | {t['bits']:.3f} | {t['nll']:.4f} | "
-            f"{t['d_nll']:+.4f} | {wer} | {t['local']:.4g} | {rho} | {t['seconds']:.0f} |"
+            f"| {t['format']} | {method} | {t['bits']:.3f} | {t['nll']:.4f} | "
+            f"{t['d_nll']:+.4f} | {vs} | {wer} | {t['local']:.4g} | {rho} | "
+            f"{t['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
