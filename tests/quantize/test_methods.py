@@ -140,3 +140,10 @@ def test_bad_input():
         quantize_model(copy.deepcopy(model), "gptq", "bf16_sr", PATTERN, calib)
     with pytest.raises(ValueError, match="no module"):
         quantize_model(copy.deepcopy(model), "rtn", "int8", "nothing.*", calib)
+
+
+def test_offloaded_activations_give_the_same_result():
+    a, _ = quantized("gptq", "mxint4")
+    b, _ = quantized("gptq", "mxint4", offload=True)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
