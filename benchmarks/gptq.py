@@ -9,7 +9,8 @@ implementation on the same inputs, on CPU.
    implementation in its own process (peak RSS measured there).
 2. All Linears of Whisper's encoder/decoder blocks (default: base), calibrated on built-in
    utterances: frugal's layer-by-layer driver with frugal's solver, then with the reference's
-   solver plugged in (same Hessians, same order): the solvers' time and errors.
+   solver plugged in (same Hessians, same order), each in its own process: the solvers' time,
+   peak RSS and errors.
 
 The grid is the reference's asymmetric 4-bit per-group-of-128 quantizer; frugal runs it as
 int4_g128_asym (the same grid, with scales stored in fp16). The reference calls
@@ -137,19 +138,22 @@ def worker_layer(args) -> dict:
     }
 
 
-def run_layer(args, have_ref: bool) -> list[dict]:
+def run_workers(impls: list[str]) -> list[dict]:
+    """Each implementation in a fresh process (for its own peak RSS)."""
     rows = []
-    for impl in ["ours", "ref"] if have_ref else ["ours"]:
+    for impl in impls:
         cmd = [sys.executable, __file__, "--worker", impl, *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr[-2000:])
             raise SystemExit(f"worker {impl} failed")
-        rows.append({"impl": impl, **json.loads(out.stdout.strip().splitlines()[-1])})
+        name = impl.removeprefix("whisper-")
+        rows.append({"impl": name, **json.loads(out.stdout.strip().splitlines()[-1])})
     return rows
 
 
-def run_whisper(args, ref) -> list[dict]:
+def worker_whisper(args) -> dict:
+    """GPTQ of every block Linear of a Whisper, with one solver (run in its own process)."""
     from frugal.data import builtin_speech
     from frugal.models import load_whisper
     from frugal.nn import QuantConfig
@@ -161,32 +165,30 @@ def run_whisper(args, ref) -> list[dict]:
     asr = load_whisper(args.whisper)
     utts = builtin_speech().take(args.whisper_examples, seed=args.seed)
     batches = teacher_batches(asr, utts, 4)
-    original = {k: v.clone() for k, v in asr.model.state_dict().items()}
+    base_rss = peak_rss_mb()
+    if args.worker == "whisper-ours":
+        solver = gptq_weight
+    else:
+        solver = reference_solver(load_reference(Path(args.reference)))
+    spent = []
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        r = solver(*a, **k)
+        spent.append(time.perf_counter() - t)
+        return r
+
     config = QuantConfig.weights_only(FORMAT, WHISPER_BLOCKS)
-    rows = []
-    solvers = [("ours", gptq_weight)] + ([("ref", reference_solver(ref))] if ref else [])
-    for impl, solver in solvers:
-        asr.model.load_state_dict(original)
-        spent = []
-
-        def timed(*a, solver=solver, spent=spent, **k):
-            t = time.perf_counter()
-            r = solver(*a, **k)
-            spent.append(time.perf_counter() - t)
-            return r
-
-        t0 = time.perf_counter()
-        run = gptq_model(asr.model, config, batches, GPTQConfig(), WHISPER_STACKS, solver=timed)
-        rows.append(
-            {
-                "impl": impl,
-                "total_s": time.perf_counter() - t0,
-                "solver_s": sum(spent),
-                "layers": len(run.layers),
-                "error_sum": sum(r.error for r in run.layers),
-            }
-        )
-    return rows
+    t0 = time.perf_counter()
+    run = gptq_model(asr.model, config, batches, GPTQConfig(), WHISPER_STACKS, solver=timed)
+    return {
+        "total_s": time.perf_counter() - t0,
+        "solver_s": sum(spent),
+        "layers": len(run.layers),
+        "error_sum": sum(r.error for r in run.layers),
+        "peak_rss_mb": peak_rss_mb(),
+        "loaded_rss_mb": base_rss,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,14 +203,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
-    p.add_argument("--worker", choices=["ours", "ref"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--worker",
+        choices=["ours", "ref", "whisper-ours", "whisper-ref"],
+        help=argparse.SUPPRESS,
+    )
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker_layer(args)))
+        work = worker_whisper if args.worker.startswith("whisper") else worker_layer
+        print(json.dumps(work(args)))
         return
     ref = load_reference(args.reference)
     print(f"GPTQ {FORMAT} (reference: asym 4-bit, group {GROUP}); {args.threads} threads")
-    layer = run_layer(args, ref is not None)
+    layer = run_workers(["ours", "ref"] if ref else ["ours"])
     print(f"\n## One {args.rows}x{args.cols} Linear, {args.samples}x{args.seq} calibration vectors")
     print(
         "| impl | Hessian s | quantize s | total s | × ref | peak RSS MB (inputs) | error "
@@ -226,21 +233,25 @@ def main(argv: list[str] | None = None) -> None:
         )
     results = {"layer": layer, "format": FORMAT}
     if args.whisper:
-        wrows = run_whisper(args, ref)
+        wrows = run_workers(["whisper-ours", "whisper-ref"] if ref else ["whisper-ours"])
         results["whisper"] = wrows
         print(
             f"\n## All block Linears of Whisper {args.whisper}, {args.whisper_examples} "
             "built-in utterances (same driver and Hessians; solver swapped)"
         )
-        print("| impl | total s | solver s | solver × ref | layers | Σ layer error | error / ref |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| impl | total s | solver s | solver × ref | peak RSS MB (loaded) | layers "
+            "| Σ layer error | error / ref |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         wref = wrows[1] if len(wrows) > 1 else None
         for r in wrows:
             sr = f"{r['solver_s'] / wref['solver_s']:.2f}" if wref else "–"
             er = f"{r['error_sum'] / wref['error_sum']:.4f}" if wref else "–"
             print(
                 f"| {r['impl']} | {r['total_s']:.1f} | {r['solver_s']:.1f} | {sr} | "
-                f"{r['layers']} | {r['error_sum']:.5g} | {er} |"
+                f"{r['peak_rss_mb']:.0f} ({r['loaded_rss_mb']:.0f}) | {r['layers']} | "
+                f"{r['error_sum']:.5g} | {er} |"
             )
     if args.out:
         from frugal.provenance import versions

@@ -138,3 +138,25 @@ def test_collector_shares_hessians_of_one_input():
     assert m["q"] is m["k"] and m["q"] is not m["o"]
     assert torch.allclose(m["q"], 2 * x.t() @ x / 5, atol=1e-5)
     assert torch.allclose(m["o"], 2 * y.t() @ y / 5, atol=1e-5)
+
+
+def test_blocked_hessian_equals_the_full_product():
+    x = torch.randn(300, 2500, dtype=torch.float32)
+    h = Hessian(2500)
+    h.add(x[:100])
+    h.add(x[100:])
+    full = 2 * x.double().t() @ x.double() / 300
+    assert torch.allclose(h.matrix.double(), full, rtol=1e-4, atol=1e-3)
+    assert torch.equal(h.matrix, h.matrix.t())
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_reported_error_is_the_exact_layer_error(act_order):
+    """The error comes from GPTQ's step losses minus the damping term; it must equal
+    ½·tr(ΔW H ΔWᵀ)/rows under the undamped calibration Hessian, dead columns included."""
+    x = correlated_inputs(800, 96, seed=6)
+    x[:, 7] = 0
+    h = hessian_of(x)
+    w = torch.randn(40, 96)
+    res = gptq_weight(w, h, get_format("mxint4"), GPTQConfig(damp=0.1, act_order=act_order))
+    assert res.error == pytest.approx(output_error(res.weight - w, h), rel=1e-3)
