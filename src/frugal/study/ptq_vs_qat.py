@@ -354,7 +354,7 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
         axes[1][j].set_xlabel("α (0 = full precision, 1 = result)")
     axes[0][0].set_ylabel("global: NLL on track subset")
     axes[1][0].set_ylabel("local objective")
-    axes[0][0].legend()
+    axes[0][-1].legend()  # the last column is a format with every method
     paths.append(_save(fig, folder / "line_fp_to_quantized.png"))
 
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
@@ -366,8 +366,8 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
         axes[0][j].set_title(fmt)
         axes[0][j].set_xlabel("local objective")
     axes[0][0].set_ylabel("global (track NLL)")
-    if axes[0][0].get_legend_handles_labels()[0]:
-        axes[0][0].legend()
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend()
     paths.append(_save(fig, folder / "trajectories.png"))
     return paths
 
