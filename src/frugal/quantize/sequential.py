@@ -114,7 +114,6 @@ def gptq_model(
     stacks: Sequence[str] | None = None,
     offload: bool = False,
     on_block: Callable[[str, int], None] | None = None,
-    progress: Callable[[str], None] | None = None,
     solver: Callable[..., GPTQResult] = gptq_weight,
 ) -> GPTQRun:
     """GPTQ every Linear that `config` gives a weight format and that sits in a block of one
@@ -149,8 +148,6 @@ def gptq_model(
                     hc.next_batch()
             hessians = hc.matrices()
             for name, module in targets.items():
-                if progress:
-                    progress(name)
                 fmt = get_format(config.rule_for(name).weight)
                 res = solver(module.weight, hessians[name], fmt, gptq, name)
                 module.weight.copy_(res.weight)
