@@ -147,3 +147,13 @@ def test_offloaded_activations_give_the_same_result():
     b, _ = quantized("gptq", "mxint4", offload=True)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_weights_outside_the_stacks_get_rtn():
+    model, calib, *_ = setup()
+    m = copy.deepcopy(model)
+    rec = quantize_model(m, "gptq", "int4_g32", "*", calib)
+    assert rec["modules"]["lm_head"]["method"] == "rtn"
+    fmt = get_format("int4_g32")
+    assert torch.equal(m.lm_head.weight, fmt.quantize(model.lm_head.weight))
+    assert "method" not in rec["modules"]["model.layers.0.mlp.up_proj"]

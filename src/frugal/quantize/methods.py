@@ -78,14 +78,8 @@ def quantize_model(
             }
             for r in run.layers
         }
-        for name, f in run.rtn_fallback.items():
-            w = model.get_submodule(name).weight
-            modules[name] = {
-                "format": f,
-                "bits_per_element": get_format(f).bits_per_element,
-                "elements": w.numel(),
-                "method": "rtn",
-            }
+        for name, info in run.rtn_fallback.items():
+            modules[name] = {**info, "method": "rtn"}
         record["gptq"] = gptq.to_dict()
     else:
         qat = qat or QATConfig()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from frugal.formats import get_format
-from frugal.nn import QuantConfig
+from frugal.nn import QuantConfig, QuantRule, rtn_weights
 from frugal.quantize.batches import Batch
 from frugal.quantize.gptq import GPTQConfig, GPTQResult, HessianCollector, gptq_weight
 
@@ -102,7 +103,7 @@ class LayerReport:
 @dataclass
 class GPTQRun:
     layers: list[LayerReport] = field(default_factory=list)
-    rtn_fallback: dict[str, str] = field(default_factory=dict)  # module -> format
+    rtn_fallback: dict[str, dict] = field(default_factory=dict)  # module -> RTN record
 
 
 @torch.no_grad()
@@ -173,17 +174,17 @@ def gptq_model(
                 on_block(stack_name, index)
         del inputs
     # matching weights outside the stacks (e.g. a separate output head): RTN
-    for name, module in model.named_modules():
-        rule = config.rule_for(name)
-        if name in done or type(module) is not nn.Linear or rule is None or not rule.weight:
-            continue
-        if not torch.isfinite(module.weight).all():
-            raise ValueError(f"{name}.weight holds NaN or infinite values")
-        fmt = get_format(rule.weight)
-        module.weight.copy_(fmt.quantize(module.weight))
-        run.rtn_fallback[name] = fmt.name
-    if run.rtn_fallback:
-        log.warning("%d matching weights outside the layer stacks got RTN", len(run.rtn_fallback))
+    leftovers = [
+        QuantRule(re.escape(n), weight=rule.weight, regex=True)
+        for n, m in model.named_modules()
+        if n not in done
+        and type(m) is nn.Linear
+        and (rule := config.rule_for(n)) is not None
+        and rule.weight
+    ]
+    if leftovers:
+        run.rtn_fallback = rtn_weights(model, QuantConfig(leftovers))
+        log.warning("%d matching weights outside the layer stacks got RTN", len(leftovers))
     return run
 
 
