@@ -30,6 +30,15 @@ def test_base_shapes_and_token_ids(base):
         base.prompt_ids("xx")
 
 
+def test_base_tokenizer_has_its_lost_merge_back(base):
+    # the packaged tokenizer.json lacks the merge "Ġ t": " the" must still be one token
+    tok = base.tokenizer
+    assert tok.convert_ids_to_tokens(tok.encode(" the salt", add_special_tokens=False)) == [
+        "Ġthe",
+        "Ġsalt",
+    ]
+
+
 def test_base_encoder_matches_ctranslate2(base, builtin, tmp_path):
     ckpt = CHECKPOINTS["base"]
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):

@@ -92,3 +92,17 @@ def test_bad_model_names(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match="could not load 'someone/whisper-x'"):
         load_whisper("someone/whisper-x")
+
+
+def test_missing_merges_finds_unproduced_two_character_tokens():
+    from frugal.models.whisper_ct2 import missing_merges
+
+    vocab = {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "bc": 5, "<|x|>": 6}
+    tj = {
+        "model": {"type": "BPE", "vocab": vocab, "merges": ["b c", "ab c"]},
+        "added_tokens": [{"content": "<|x|>"}],
+    }
+    assert missing_merges(tj) == ["a b"]
+    tj["model"]["merges"] = [["a", "b"], ["b", "c"], ["ab", "c"]]  # the list-of-pairs layout
+    assert missing_merges(tj) == []
+    assert missing_merges({"model": {"type": "Unigram"}}) == []

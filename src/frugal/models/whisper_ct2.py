@@ -203,6 +203,44 @@ def generation_config_for(
     )
 
 
+def missing_merges(tokenizer_json: dict) -> list[str]:
+    """BPE merges a tokenizer.json lacks: two-character vocabulary tokens that no merge
+    produces (their merge is unambiguous). Some packaged checkpoints lost their first merge
+    ("Ġ t"), so " the" became "Ġ" + "the" and reference NLLs were inflated."""
+    model = tokenizer_json.get("model", {})
+    if model.get("type") != "BPE":
+        return []
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    produced = {m.replace(" ", "", 1) for m in merges}
+    special = {t["content"] for t in tokenizer_json.get("added_tokens", [])}
+    vocab = model.get("vocab", {})
+    return [
+        f"{t[0]} {t[1]}"
+        for t in sorted(vocab, key=vocab.get)
+        if len(t) == 2 and t not in produced and t not in special and t[0] in vocab and t[1] in vocab
+    ]
+
+
+def load_tokenizer(path: Path) -> WhisperTokenizer:
+    """The tokenizer of a tokenizer.json, with lost merges restored at the top priority
+    (a warning says which)."""
+    import tempfile
+    import warnings
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lost = missing_merges(data)
+    if not lost:
+        return WhisperTokenizer(tokenizer_file=str(path))
+    warnings.warn(f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}", stacklevel=2)
+    merges = data["model"]["merges"]
+    as_pairs = bool(merges) and not isinstance(merges[0], str)
+    data["model"]["merges"] = [m.split(" ") if as_pairs else m for m in lost] + merges
+    with tempfile.TemporaryDirectory() as tmp:
+        fixed = Path(tmp) / "tokenizer.json"
+        fixed.write_text(json.dumps(data), encoding="utf-8")
+        return WhisperTokenizer(tokenizer_file=str(fixed))
+
+
 def load_ct2_whisper(
     folder: str | Path, model_parts: Sequence[str | Path] | None = None
 ) -> tuple[
@@ -218,7 +256,7 @@ def load_ct2_whisper(
     if ct2.spec != "WhisperSpec":
         raise CT2FormatError(f"{folder}: spec {ct2.spec!r} is not a Whisper model (WhisperSpec)")
     ct2_config = json.loads((folder / "config.json").read_text())
-    tokenizer = WhisperTokenizer(tokenizer_file=str(folder / "tokenizer.json"))
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
     vocab = int(ct2["decoder/embeddings/weight"].shape[0])
     ids = special_token_ids(tokenizer, vocab)
     config = whisper_config_from_ct2(ct2, ids)

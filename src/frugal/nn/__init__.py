@@ -10,7 +10,7 @@ from frugal.nn.modules import (
     make_quantizer,
     quantize_grad,
 )
-from frugal.nn.surgery import apply_config, rtn_weights
+from frugal.nn.surgery import apply_config, matching_linears, rtn_weights
 
 __all__ = [
     "QuantConfig",
@@ -22,6 +22,7 @@ __all__ = [
     "QuantRule",
     "apply_config",
     "make_quantizer",
+    "matching_linears",
     "quantize_grad",
     "rtn_weights",
 ]

@@ -24,6 +24,7 @@ from scipy.stats import spearmanr
 
 from frugal.data.datasets import load_dataset
 from frugal.models.whisper import load_whisper
+from frugal.nn import matching_linears
 from frugal.quantize import (
     WHISPER_BLOCKS,
     GPTQConfig,
@@ -143,17 +144,6 @@ class StudyStore:
             f.write(json.dumps(row) + "\n")
 
 
-def _linears(model: torch.nn.Module, pattern: str) -> list[str]:
-    from frugal.nn import QuantConfig
-
-    cfg = QuantConfig.weights_only("int8", pattern)
-    return [
-        n
-        for n, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and cfg.rule_for(n) is not None
-    ]
-
-
 def run_study(
     config: StudyConfig, out: str | Path, log: Callable[[str], None] = print
 ) -> list[dict]:
@@ -171,7 +161,7 @@ def run_study(
     cal_b = teacher_batches(asr, calib, config.batch_size)
     held_b = teacher_batches(asr, held, 8)
     track_b = teacher_batches(asr, list(held)[: config.track_examples], 8)
-    names = _linears(asr.model, config.pattern)
+    names = matching_linears(asr.model, config.pattern)
     fp_weights = {n: asr.model.get_submodule(n).weight.detach().clone() for n in names}
     t0 = time.perf_counter()
     hessians = input_hessians(asr.model, cal_b, names)

@@ -1,0 +1,1 @@
+"""Predict the loss of a quantized model from cheap features (capability 3)."""

@@ -1,0 +1,214 @@
+"""The prediction study's report: held-out accuracy (R², Spearman, MAE, interval coverage)
+per predictor, feature set and held-out model or format; predicted-vs-measured plots;
+feature importances; and what the features cost against real quantize-and-evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from frugal.predict.model import FEATURE_SETS, KINDS, QualityPredictor, Table, build_table, evaluate
+
+MAIN = ("rf", "full")  # the predictor the plots show
+
+
+def feature_costs(measurements: list[dict], features: dict) -> list[dict]:
+    """Per model: seconds of per-model and per-format features against the measured
+    seconds of real quantize-and-evaluate per method; ratios for one query (a new model:
+    all its per-model features) and amortized over every (format, method) of the store."""
+    out = []
+    models = sorted({r["model"] for r in measurements if r["method"] == "none"})
+    for m in models:
+        mf = features.get((m, ""), {})
+        rows = [r for r in measurements if r["model"] == m and r["method"] != "none"]
+        fmts = sorted({r["format"] for r in rows})
+        ff = [sum(s for _, s in features.get((m, f), {}).values()) for f in fmts]
+        if not mf or not rows or not any(ff):
+            continue
+        model_s = sum(s for _, s in mf.values())
+        fmt_s = float(np.mean(ff))
+        real = {
+            meth: float(np.mean([r["seconds_quantize"] + r["seconds_eval"] for r in rows
+                                 if r["method"] == meth]))
+            for meth in sorted({r["method"] for r in rows})
+        }  # fmt: skip
+        queries = len(rows)
+        amortized = model_s / queries + fmt_s / max(1, len(real))
+        entry = {"model": m, "model_features_s": model_s, "format_features_s": fmt_s,
+                 "queries": queries, **{f"real_{k}_s": v for k, v in real.items()}}  # fmt: skip
+        for meth, secs in real.items():
+            entry[f"first_query_vs_{meth}"] = (model_s + fmt_s) / secs
+            entry[f"amortized_vs_{meth}"] = amortized / secs
+        out.append(entry)
+    return out
+
+
+def run_report(
+    measurements: list[dict], features: dict, folder: str | Path, seed: int = 0
+) -> dict:
+    """Evaluate every predictor × feature set × held-out grouping; write summary.md,
+    report.json and PNGs into `folder`; return the report's numbers."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = {k: build_table(measurements, features, names) for k, names in FEATURE_SETS.items()}
+    evals: dict[str, dict] = {}
+    for fs, table in tables.items():
+        for kind in KINDS:
+            for by in ("model", "format"):
+                ev = evaluate(table, kind, by, seed=seed)
+                evals[f"{kind}/{fs}/{by}"] = ev
+    table = tables[MAIN[1]]
+    main = evals[f"{MAIN[0]}/{MAIN[1]}/model"]
+    pred = QualityPredictor(MAIN[0], seed=seed).fit(table.X, table.y, table.models)
+    importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
+    costs = feature_costs(measurements, features)
+    report = {
+        "rows": len(table),
+        "models": sorted(set(table.models.tolist())),
+        "formats": sorted(set(table.formats.tolist())),
+        "evaluations": {
+            k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in evals.items()
+        },
+        "importances": importances,
+        "costs": costs,
+        "main": "/".join(MAIN),
+    }
+    (folder / "report.json").write_text(json.dumps(report, indent=1))
+    pngs = [_plot_heldout(table, main, folder / "predicted_vs_measured.png"),
+            _plot_importances(importances, folder / "importances.png")]  # fmt: skip
+    (folder / "summary.md").write_text(markdown(report))
+    report["files"] = [str(p) for p in pngs if p]
+    return report
+
+
+def markdown(report: dict) -> str:
+    """Tables: held-out models under the main predictor; every predictor's mean held-out
+    Spearman/R²/MAE; importances; costs."""
+    ev = report["evaluations"]
+    main = ev[f"{report['main'].split('/')[0]}/{report['main'].split('/')[1]}/model"]
+    lines = [
+        "# Predicting the NLL increase of quantized models",
+        "",
+        f"{report['rows']} quantized measurements; {len(report['models'])} models; "
+        f"{len(report['formats'])} formats; methods RTN and GPTQ. Target: ΔNLL = NLL − NLL(fp32)"
+        " on held-out data (nats per token).",
+        "",
+        f"## Leave-one-model-out, {report['main']} (80% intervals)",
+        "",
+        "| held-out model | rows | Spearman | R² | MAE | interval coverage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g, m in main["groups"].items():
+        lines.append(
+            f"| {g} | {m['n']} | {m['spearman']:.3f} | {m['r2']:.3f} | {m['mae']:.4f} | "
+            f"{m['coverage']:.2f} |"
+        )
+    p = main["pooled"]
+    lines += [
+        f"| all (pooled) | {p['n']} | {p['spearman']:.3f} | {p['r2']:.3f} | {p['mae']:.4f} | "
+        f"{p['coverage']:.2f} |",
+        "",
+        "## Every predictor and feature set",
+        "",
+        "Mean over held-out groups (and the minimum Spearman of any group).",
+        "",
+        "| predictor | features | held out | mean Spearman | min Spearman | mean R² | "
+        "mean MAE | pooled Spearman |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, v in ev.items():
+        kind, fs, by = key.split("/")
+        gs = list(v["groups"].values())
+        sp = [g["spearman"] for g in gs if np.isfinite(g["spearman"])]
+        lines.append(
+            f"| {kind} | {fs} | {by} | {_mean(sp)} | {_fmt(min(sp) if sp else None)} | "
+            f"{_mean([g['r2'] for g in gs])} | {_mean([g['mae'] for g in gs], 4)} | "
+            f"{_fmt(v['pooled']['spearman'])} |"
+        )
+    lines += ["", "## Feature importances (random forest, all rows)", "",
+              "| feature | importance |", "|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v:.3f} |" for k, v in report["importances"].items()]
+    lines += [
+        "",
+        "## Cost of the features against a real quantize-and-evaluate",
+        "",
+        "| model | per-model features s | per-format features s | real RTN s | real GPTQ s |"
+        " first query / GPTQ | amortized / GPTQ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report["costs"]:
+        lines.append(
+            f"| {c['model']} | {c['model_features_s']:.1f} | {c['format_features_s']:.2f} | "
+            f"{c.get('real_rtn_s', float('nan')):.1f} | {c.get('real_gptq_s', float('nan')):.1f} |"
+            f" {100 * c.get('first_query_vs_gptq', float('nan')):.1f}% | "
+            f"{100 * c.get('amortized_vs_gptq', float('nan')):.1f}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _mean(xs, digits: int = 3) -> str:
+    xs = [x for x in xs if x is not None and np.isfinite(x)]
+    return _fmt(float(np.mean(xs)) if xs else None, digits)
+
+
+def _plot_heldout(table: Table, ev: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted(set(table.models.tolist()))
+    cols = min(4, len(models))
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, models, strict=False):
+        sel = table.models == m
+        for meth, marker in (("rtn", "o"), ("gptq", "^")):
+            s = sel & (table.methods == meth)
+            ax.errorbar(
+                table.y[s], ev["pred"][s],
+                yerr=[ev["pred"][s] - ev["low"][s], ev["high"][s] - ev["pred"][s]],
+                fmt=marker, ms=4, alpha=0.7, elinewidth=0.6, label=meth,
+            )  # fmt: skip
+        lim = [min(table.y[sel].min(), ev["pred"][sel].min()), max(table.y[sel].max(), ev["pred"][sel].max())]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_yscale("symlog", linthresh=0.01)
+        g = ev["groups"][m]
+        ax.set_title(f"{m}: ρ={g['spearman']:.2f}", fontsize=9)
+        ax.set_xlabel("measured ΔNLL", fontsize=8)
+        ax.set_ylabel("predicted ΔNLL", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(models) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Leave-one-model-out: predicted vs measured NLL increase (80% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_importances(importances: dict[str, float], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(names) + 1))
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("impurity importance (random forest)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["feature_costs", "markdown", "run_report"]

@@ -1,0 +1,349 @@
+"""`frugal study collect`: measure (model, format, method) → held-out NLL and WER, and the
+cheap features of every (model) and (model, format), into one SQLite file. Rows are stored
+as they complete; a rerun skips what is stored (models and formats may be added); jobs run
+in parallel worker processes, each caching its loaded models."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from frugal.predict.features import (
+    FeatureConfig,
+    ModelState,
+    format_features,
+    input_hessians,
+    model_features,
+)
+from frugal.quantize import GPTQConfig, check_method, quantize_model
+from frugal.study.store import FP, StudyDB
+from frugal.tasks.subjects import Subject, SubjectConfig, load_subject
+
+DEFAULT_MODELS = (
+    "tiny.en", "base",
+    "zoo:llama-64x2", "zoo:llama-128x3", "zoo:llama-192x4",
+    "zoo:gpt2-64x2", "zoo:gpt2-128x3", "zoo:gpt2-192x4",
+)  # fmt: skip
+DEFAULT_FORMATS = (
+    "int8_g128", "int6_g128", "int4_g128", "int3_g128",
+    "mxint8", "mxint6", "mxint4", "mxint3",
+    "mxint8_b128", "mxint6_b128", "mxint4_b128", "mxint3_b128",
+    "mxfp8", "mxfp6", "mxfp4", "fp8_e4m3", "nf4", "bfp6_b16",
+)  # fmt: skip
+DEFAULT_METHODS = ("rtn", "gptq")
+
+
+@dataclass
+class CollectConfig:
+    """What to measure, on how much data, with which features, on how many processes."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    subject: SubjectConfig = field(default_factory=SubjectConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    gptq: GPTQConfig = field(default_factory=GPTQConfig)
+    with_features: bool = True
+    workers: int = 1
+    threads: int = 0  # torch threads per worker; 0: cores / workers
+
+    def __post_init__(self) -> None:
+        if not self.models or not self.formats or not self.methods:
+            raise ValueError("need at least one model, format and method")
+        for fmt in self.formats:
+            for m in self.methods:
+                check_method(m, fmt)  # unknown names fail here, in one line
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["gptq"] = self.gptq.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CollectConfig:
+        d = dict(d)
+        d["subject"] = SubjectConfig.from_dict(d["subject"])
+        d["features"] = FeatureConfig.from_dict(d["features"])
+        d["gptq"] = GPTQConfig(**d["gptq"])
+        for k in ("models", "formats", "methods"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+    def comparable(self) -> dict:
+        """The parts every row of one store must share (data, features, GPTQ settings)."""
+        d = self.to_dict()
+        return {k: d[k] for k in ("subject", "features", "gptq")}
+
+
+# ---- the work a process does (module level: picklable, with a per-process cache) ----
+
+_SUBJECTS: dict[str, Subject] = {}
+_STATES: dict[str, ModelState] = {}
+
+
+def _subject(name: str, cfg: CollectConfig) -> Subject:
+    if name not in _SUBJECTS:
+        _SUBJECTS.clear()  # one model in memory per process
+        _STATES.clear()
+        _SUBJECTS[name] = load_subject(name, cfg.subject)
+    return _SUBJECTS[name]
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_job(job: tuple[str, str, str, str], cfg_dict: dict, db_path: str) -> list[tuple]:
+    """One unit of work → results for the main process to store:
+    ("measurement", row) | ("features", model, format, feats) | ("state", model, traces)."""
+    cfg = CollectConfig.from_dict(cfg_dict)
+    kind, model, fmt, method = job
+    try:
+        subject = _subject(model, cfg)
+        if kind == "model":
+            return _model_job(subject, cfg)
+        if kind == "features":
+            state = _state(subject, db_path)
+            return [("features", subject.name, fmt, format_features(subject, fmt, state, cfg.features))]
+        return [("measurement", _measure(subject, fmt, method, cfg))]
+    except Exception as exc:  # recorded, never fatal for the collection
+        msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if kind == "measure":
+            return [("measurement", {"model": model, "format": fmt, "method": method, "error": msg})]
+        return [("error", model, fmt, msg)]
+
+
+def _model_job(subject: Subject, cfg: CollectConfig) -> list[tuple]:
+    t0 = time.perf_counter()
+    nll, wer = subject.nll(), subject.wer()
+    fp_row = {
+        "model": subject.name,
+        "format": FP[0],
+        "method": FP[1],
+        "family": subject.family,
+        "nll": nll,
+        "wer": wer,
+        "bits_per_weight": 32.0,
+        "params": subject.params,
+        "seconds_quantize": 0.0,
+        "seconds_eval": time.perf_counter() - t0,
+        "record": {"info": subject.info},
+    }
+    out: list[tuple] = [("measurement", fp_row)]
+    if cfg.with_features:
+        feats, state = model_features(subject, cfg.features)
+        _STATES[subject.name] = state
+        out.append(("features", subject.name, "", feats))
+        out.append(("state", subject.name, state.trace))
+    return out
+
+
+def _state(subject: Subject, db_path: str) -> ModelState:
+    """The per-model state for format features: from this process's cache, else rebuilt
+    from the stored Hessian traces and one pass over the probe."""
+    if subject.name in _STATES:
+        return _STATES[subject.name]
+    with StudyDB(db_path) as db:
+        trace = db.get_meta(f"trace:{subject.name}")
+        feats = db.features().get((subject.name, ""), {})
+    if trace is None or "probe_nll" not in feats:
+        raise RuntimeError(f"{subject.name}: per-model features are missing")
+    state = ModelState(list(trace), feats["probe_nll"][0], trace=trace)
+    state.input_h = input_hessians(subject.model, subject.probe, state.names)
+    _STATES[subject.name] = state
+    return state
+
+
+def _measure(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> dict:
+    model = subject.copy_model()
+    t0 = time.perf_counter()
+    record = quantize_model(
+        model,
+        method,
+        fmt,
+        subject.pattern,
+        subject.calibration if method != "rtn" else [],
+        gptq=cfg.gptq,
+        stacks=subject.stacks,
+    )
+    tq = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    nll, wer = subject.nll(model), subject.wer(model)
+    return {
+        "model": subject.name,
+        "format": fmt,
+        "method": method,
+        "family": subject.family,
+        "nll": nll,
+        "wer": wer,
+        "bits_per_weight": record["bits_per_weight"],
+        "params": subject.params,
+        "seconds_quantize": tq,
+        "seconds_eval": time.perf_counter() - t0,
+        "record": {
+            "calibration_examples": record["calibration_examples"],
+            "quantized_weights": record["quantized_weights"],
+        },
+    }
+
+
+# ---- the main process: plan, dispatch, store ----
+
+
+def plan(cfg: CollectConfig, db: StudyDB, retry_failed: bool = False) -> dict[str, list]:
+    """Per model, the jobs still to do: its model job (if needed) and the rest."""
+    done = db.done(retry_failed)
+    jobs: dict[str, list] = {}
+    for name in cfg.models:
+        todo = []
+        stored = {m for m, f, me in done if (f, me) == FP}
+        key = _stored_name(name, stored)
+        need_model = key is None or (
+            cfg.with_features
+            and (not db.has_features(key, "") or db.get_meta(f"trace:{key}") is None)
+        )
+        if need_model:
+            todo.append(("model", name, "", ""))
+        for fmt in cfg.formats:
+            if cfg.with_features and (key is None or not db.has_features(key, fmt)):
+                todo.append(("features", name, fmt, ""))
+            for method in cfg.methods:
+                if key is None or (key, fmt, method) not in done:
+                    todo.append(("measure", name, fmt, method))
+        jobs[name] = todo
+    return jobs
+
+
+def _stored_name(name: str, stored: set[str]) -> str | None:
+    """The name a model's rows carry (zoo models drop their "zoo:" prefix; folders their path)."""
+    for cand in (name, name.removeprefix("zoo:"), Path(name).name):
+        if cand in stored:
+            return cand
+    return None
+
+
+def collect(
+    cfg: CollectConfig,
+    db_path: str | Path,
+    log: Callable[[str], None] = print,
+    retry_failed: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Run (or resume) a collection into `db_path`; returns counts of stored/failed rows."""
+    from frugal.provenance import versions
+
+    db_path = str(db_path)
+    with StudyDB(db_path) as db:
+        old = db.get_meta("config")
+        if old is not None and CollectConfig.from_dict(old).comparable() != cfg.comparable():
+            raise ValueError(
+                f"{db_path} was collected with other data/feature/GPTQ settings; "
+                "use the same ones or a new store"
+            )
+        if old is not None:  # remember every model/format ever asked for
+            merged = CollectConfig.from_dict(old)
+            for k in ("models", "formats", "methods"):
+                extra = tuple(x for x in getattr(cfg, k) if x not in getattr(merged, k))
+                setattr(merged, k, getattr(merged, k) + extra)
+            db.set_meta("config", merged.to_dict())
+        else:
+            db.set_meta("config", cfg.to_dict())
+        db.set_meta("versions", versions())
+        todo = plan(cfg, db, retry_failed)
+    total = sum(len(v) for v in todo.values())
+    counts = {"stored": 0, "failed": 0, "jobs": total}
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
+    cfg_dict = cfg.to_dict()
+    db = StudyDB(db_path)
+
+    def store(results: list[tuple]) -> None:
+        for res in results:
+            if res[0] == "measurement":
+                row = res[1]
+                db.add_measurement(row)
+                bad = row.get("error") is not None
+                counts["failed" if bad else "stored"] += 1
+                log(_describe(row))
+            elif res[0] == "features":
+                db.add_features(res[1], res[2], res[3])
+                counts["stored"] += 1
+            elif res[0] == "state":
+                db.set_meta(f"trace:{res[1]}", res[2])
+            else:
+                counts["failed"] += 1
+                log(f"{res[1]} {res[2] or ''}: features failed: {res[3]}")
+        if progress:
+            progress(done_jobs[0], total)
+
+    done_jobs = [0]
+    try:
+        if cfg.workers == 1:
+            _init_worker(threads)
+            for jobs in todo.values():
+                for job in jobs:
+                    results = run_job(job, cfg_dict, db_path)
+                    done_jobs[0] += 1
+                    store(results)
+                    if job[0] == "model" and _model_failed(results):
+                        log(f"{job[1]}: skipping its other jobs")
+                        done_jobs[0] += len(jobs) - 1
+                        break
+        else:
+            _run_pool(todo, cfg, cfg_dict, db_path, threads, store, done_jobs, log)
+    finally:
+        db.close()
+    return counts
+
+
+def _model_failed(results: list[tuple]) -> bool:
+    return any(r[0] == "error" or (r[0] == "measurement" and r[1].get("error")) for r in results)
+
+
+def _run_pool(todo, cfg, cfg_dict, db_path, threads, store, done_jobs, log) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.workers, ctx, _init_worker, (threads,)) as pool:
+        running: dict[Future, tuple] = {}
+        waiting: dict[str, list] = {}
+        for name, jobs in todo.items():  # a model's other jobs wait for its model job
+            if jobs and jobs[0][0] == "model":
+                running[pool.submit(run_job, jobs[0], cfg_dict, db_path)] = jobs[0]
+                waiting[name] = jobs[1:]
+            else:
+                for job in jobs:
+                    running[pool.submit(run_job, job, cfg_dict, db_path)] = job
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                results = fut.result()
+                done_jobs[0] += 1
+                store(results)
+                if job[0] == "model":
+                    rest = waiting.pop(job[1], [])
+                    if _model_failed(results):
+                        log(f"{job[1]}: skipping its other jobs")
+                        done_jobs[0] += len(rest)
+                        continue
+                    for j in rest:
+                        running[pool.submit(run_job, j, cfg_dict, db_path)] = j
+
+
+def _describe(row: dict) -> str:
+    head = f"{row['model']} {row['format']} {row['method']}"
+    if row.get("error"):
+        return f"{head}: FAILED {row['error']}"
+    wer = f" WER {row['wer']:.2f}" if row.get("wer") is not None else ""
+    secs = (row.get("seconds_quantize") or 0) + (row.get("seconds_eval") or 0)
+    return f"{head}: NLL {row['nll']:.4f}{wer} [{secs:.0f} s]"
+
+
+__all__ = ["DEFAULT_FORMATS", "DEFAULT_METHODS", "DEFAULT_MODELS", "CollectConfig", "collect"]

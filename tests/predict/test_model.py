@@ -1,0 +1,110 @@
+"""Predictors: they beat a constant on a synthetic set with known structure, intervals cover,
+and held-out splits never leak a model or format into training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from frugal.predict.model import (
+    QualityPredictor,
+    Table,
+    evaluate,
+    feature_row,
+    from_target,
+    group_splits,
+    leave_one_out,
+    metrics,
+    to_target,
+)
+
+
+def synthetic(seed: int = 0, models: int = 6, formats: int = 10) -> Table:
+    """ΔNLL = curvature(model) · 2^(−2·bits) · (0.3 if gptq) · noise: the quadratic
+    model of quantization loss, with features a predictor can see (log curvature, bits,
+    method) and one irrelevant feature."""
+    rng = np.random.default_rng(seed)
+    curv = np.exp(rng.normal(0, 1, models))
+    bits = np.linspace(3, 8, formats)
+    X, y, mods, fmts, meths = [], [], [], [], []
+    for m in range(models):
+        for f in range(formats):
+            for g in (0, 1):
+                d = curv[m] * 2.0 ** (-2 * bits[f]) * 300 * (0.3 if g else 1.0)
+                y.append(d * np.exp(rng.normal(0, 0.1)))
+                X.append([np.log(curv[m]), bits[f], g, rng.normal()])
+                mods.append(f"m{m}")
+                fmts.append(f"f{f}")
+                meths.append("gptq" if g else "rtn")
+    n = len(y)
+    return Table(
+        np.array(X), np.array(y), ["log_curv", "bits", "method_gptq", "junk"],
+        np.array(mods), np.array(fmts), np.array(meths), np.zeros(n), np.zeros(n),
+    )  # fmt: skip
+
+
+def test_target_transform_round_trips_and_keeps_order():
+    d = np.array([-0.02, -0.001, 0.0, 0.003, 0.1, 4.0])
+    assert np.allclose(from_target(to_target(d)), d)
+    assert np.all(np.diff(to_target(d)) > 0)
+
+
+@pytest.mark.parametrize("kind", ["rf", "gb", "linear"])
+def test_predictors_beat_constant_on_held_out_models(kind):
+    table = synthetic()
+    ours = evaluate(table, kind, "model", trees=40)
+    const = evaluate(table, "constant", "model")
+    assert ours["pooled"]["mae"] < 0.6 * const["pooled"]["mae"]
+    assert ours["pooled"]["spearman"] > 0.9
+    assert np.isnan(const["pooled"]["spearman"]) or const["pooled"]["spearman"] < 0.5
+
+
+def test_intervals_cover_about_as_asked():
+    table = synthetic(seed=1, models=8)
+    ev = evaluate(table, "rf", "model", coverage=0.8, trees=40)
+    assert 0.6 <= ev["pooled"]["coverage"] <= 1.0
+    assert np.all(ev["low"] <= ev["pred"]) and np.all(ev["pred"] <= ev["high"])
+
+
+def test_leave_one_out_never_leaks_a_group():
+    groups = np.array(["a", "b", "a", "c", "b", "c", "c"])
+    seen = []
+    for g, tr, te in leave_one_out(groups):
+        assert set(groups[te]) == {g}
+        assert g not in set(groups[tr])
+        assert len(tr) + len(te) == len(groups)
+        seen.append(g)
+    assert seen == ["a", "b", "c"]
+    for tr, te in group_splits(groups, 2, seed=3):
+        assert not set(groups[tr]) & set(groups[te])
+
+
+def test_evaluate_by_format_holds_whole_formats_out():
+    table = synthetic(models=3, formats=4)
+    ev = evaluate(table, "linear", "format")
+    assert sorted(ev["groups"]) == ["f0", "f1", "f2", "f3"]
+    assert all(g["n"] == 6 for g in ev["groups"].values())  # 3 models × 2 methods
+
+
+def test_metrics_on_known_values():
+    m = metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert m["mae"] == pytest.approx(1 / 3)
+    assert m["r2"] == pytest.approx(1 - 1 / 2)
+    assert m["spearman"] == pytest.approx(1.0)
+
+
+def test_predictor_rejects_bad_arguments_and_names_missing_features():
+    with pytest.raises(ValueError, match="unknown predictor"):
+        QualityPredictor("svm")
+    with pytest.raises(ValueError, match="coverage"):
+        QualityPredictor("rf", coverage=1.5)
+    with pytest.raises(KeyError, match="sqnr_db"):
+        feature_row({"bits": 4.0}, {}, "rtn", ["bits", "sqnr_db"])
+
+
+def test_importances_find_the_informative_features():
+    table = synthetic()
+    p = QualityPredictor("rf", trees=60).fit(table.X, table.y, table.models)
+    imp = p.importances(table.names)
+    assert abs(sum(imp.values()) - 1) < 1e-9
+    assert imp["junk"] < min(imp["bits"], imp["log_curv"])
