@@ -50,9 +50,12 @@ def test_hutchinson_matches_the_exact_hessian_trace():
 
     def loss(w):
         logits = torch.tanh(model.emb(probe[0].inputs["input_ids"])) @ w.T + model.proj.bias
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, 8), probe[0].target.reshape(-1), reduction="sum"
-        ) / tokens
+        return (
+            nn.functional.cross_entropy(
+                logits.reshape(-1, 8), probe[0].target.reshape(-1), reduction="sum"
+            )
+            / tokens
+        )
 
     exact = torch.autograd.functional.hessian(loss, w0).reshape(32, 32).diagonal().mean().item()
     cfg = FeatureConfig(hutchinson_samples=400, hutchinson_step=1e-2)
@@ -65,10 +68,9 @@ def test_hutchinson_matches_the_exact_hessian_trace():
 def test_perturbed_restores_exactly_even_after_an_error():
     model = Toy()
     w0 = model.proj.weight.detach().clone()
-    with pytest.raises(RuntimeError):
-        with perturbed(model, {"proj": torch.ones_like(w0)}):
-            assert not torch.equal(model.proj.weight, w0)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), perturbed(model, {"proj": torch.ones_like(w0)}):
+        assert not torch.equal(model.proj.weight, w0)
+        raise RuntimeError("boom")
     assert torch.equal(model.proj.weight, w0)
 
 

@@ -217,7 +217,11 @@ def missing_merges(tokenizer_json: dict) -> list[str]:
     return [
         f"{t[0]} {t[1]}"
         for t in sorted(vocab, key=vocab.get)
-        if len(t) == 2 and t not in produced and t not in special and t[0] in vocab and t[1] in vocab
+        if len(t) == 2
+        and t not in produced
+        and t not in special
+        and t[0] in vocab
+        and t[1] in vocab
     ]
 
 
@@ -231,7 +235,9 @@ def load_tokenizer(path: Path) -> WhisperTokenizer:
     lost = missing_merges(data)
     if not lost:
         return WhisperTokenizer(tokenizer_file=str(path))
-    warnings.warn(f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}", stacklevel=2)
+    warnings.warn(
+        f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}", stacklevel=2
+    )
     merges = data["model"]["merges"]
     as_pairs = bool(merges) and not isinstance(merges[0], str)
     data["model"]["merges"] = [m.split(" ") if as_pairs else m for m in lost] + merges

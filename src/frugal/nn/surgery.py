@@ -34,9 +34,7 @@ def apply_config(model: nn.Module, config: QuantConfig) -> dict[str, dict]:
 def matching_linears(model: nn.Module, pattern: str) -> list[str]:
     """Names of the nn.Linear modules whose name matches `pattern` (a QuantRule pattern)."""
     cfg = QuantConfig.weights_only("int8", pattern)
-    return [
-        n for n, m in model.named_modules() if isinstance(m, nn.Linear) and cfg.rule_for(n)
-    ]
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and cfg.rule_for(n)]
 
 
 def rtn_weights(model: nn.Module, config: QuantConfig) -> dict[str, dict]:

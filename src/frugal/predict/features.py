@@ -86,7 +86,9 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def model_features(subject: Subject, config: FeatureConfig) -> tuple[dict[str, Feature], ModelState]:
+def model_features(
+    subject: Subject, config: FeatureConfig
+) -> tuple[dict[str, Feature], ModelState]:
     """Per-model features (independent of the format) and the state per-format ones reuse."""
     model = subject.model
     names = matching_linears(model, subject.pattern)
@@ -180,7 +182,10 @@ def hutchinson_traces(
         gen = torch.Generator().manual_seed(config.seed + 1)
         acc = dict.fromkeys(names, 0.0)
         for _ in range(config.hutchinson_samples):
-            vs = {n: torch.randint(0, 2, w.shape, generator=gen).float() * 2 - 1 for n, w in ws.items()}
+            vs = {
+                n: torch.randint(0, 2, w.shape, generator=gen).float() * 2 - 1
+                for n, w in ws.items()
+            }
             steps = {
                 n: config.hutchinson_step * w.detach().float().pow(2).mean().sqrt().item()
                 for n, w in ws.items()

@@ -137,7 +137,9 @@ class QualityPredictor:
         from sklearn.preprocessing import StandardScaler
 
         if self.kind == "rf":
-            return RandomForestRegressor(self.trees, min_samples_leaf=2, random_state=self.seed, n_jobs=1)
+            return RandomForestRegressor(
+                self.trees, min_samples_leaf=2, random_state=self.seed, n_jobs=1
+            )
         if self.kind == "gb":
             return GradientBoostingRegressor(
                 n_estimators=self.trees, max_depth=3, learning_rate=0.05, subsample=0.8,
@@ -225,7 +227,9 @@ def evaluate(
     for g, tr, te in leave_one_out(groups):
         if set(groups[tr]) & set(groups[te]):
             raise AssertionError("a held-out group leaked into training")
-        p = QualityPredictor(kind, coverage, seed, trees=trees).fit(table.X[tr], table.y[tr], groups[tr])
+        p = QualityPredictor(kind, coverage, seed, trees=trees).fit(
+            table.X[tr], table.y[tr], groups[tr]
+        )
         pred[te], lo[te], hi[te] = p.predict(table.X[te])
         m = metrics(table.y[te], pred[te])
         m["coverage"] = float(np.mean((table.y[te] >= lo[te]) & (table.y[te] <= hi[te])))

@@ -46,7 +46,7 @@ def feature_costs(measurements: list[dict], features: dict) -> list[dict]:
 
 
 def run_report(
-    measurements: list[dict], features: dict, folder: str | Path, seed: int = 0
+    measurements: list[dict], features: dict, folder: str | Path, seed: int = 0, trees: int = 200
 ) -> dict:
     """Evaluate every predictor × feature set × held-out grouping; write summary.md,
     report.json and PNGs into `folder`; return the report's numbers."""
@@ -57,11 +57,11 @@ def run_report(
     for fs, table in tables.items():
         for kind in KINDS:
             for by in ("model", "format"):
-                ev = evaluate(table, kind, by, seed=seed)
+                ev = evaluate(table, kind, by, seed=seed, trees=trees)
                 evals[f"{kind}/{fs}/{by}"] = ev
     table = tables[MAIN[1]]
     main = evals[f"{MAIN[0]}/{MAIN[1]}/model"]
-    pred = QualityPredictor(MAIN[0], seed=seed).fit(table.X, table.y, table.models)
+    pred = QualityPredictor(MAIN[0], seed=seed, trees=trees).fit(table.X, table.y, table.models)
     importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
     costs = feature_costs(measurements, features)
     report = {
@@ -176,7 +176,10 @@ def _plot_heldout(table: Table, ev: dict, path: Path) -> Path:
                 yerr=[ev["pred"][s] - ev["low"][s], ev["high"][s] - ev["pred"][s]],
                 fmt=marker, ms=4, alpha=0.7, elinewidth=0.6, label=meth,
             )  # fmt: skip
-        lim = [min(table.y[sel].min(), ev["pred"][sel].min()), max(table.y[sel].max(), ev["pred"][sel].max())]
+        lim = [
+            min(table.y[sel].min(), ev["pred"][sel].min()),
+            max(table.y[sel].max(), ev["pred"][sel].max()),
+        ]
         ax.plot(lim, lim, "k--", lw=0.8)
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_yscale("symlog", linthresh=0.01)

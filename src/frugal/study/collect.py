@@ -113,12 +113,18 @@ def run_job(job: tuple[str, str, str, str], cfg_dict: dict, db_path: str) -> lis
             return _model_job(subject, cfg)
         if kind == "features":
             state = _state(subject, db_path)
-            return [("features", subject.name, fmt, format_features(subject, fmt, state, cfg.features))]
-        return [("measurement", _measure(subject, fmt, method, cfg))]
+            return [
+                ("features", subject.name, fmt, format_features(subject, fmt, state, cfg.features))
+            ]
+        return [("measurement", measure_row(subject, fmt, method, cfg))]
     except Exception as exc:  # recorded, never fatal for the collection
         msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if kind == "measure":
-            return [("measurement", {"model": model, "format": fmt, "method": method, "error": msg})]
+        if kind == "model":
+            fmt, method = FP
+        if kind in ("measure", "model"):
+            return [
+                ("measurement", {"model": model, "format": fmt, "method": method, "error": msg})
+            ]
         return [("error", model, fmt, msg)]
 
 
@@ -163,7 +169,7 @@ def _state(subject: Subject, db_path: str) -> ModelState:
     return state
 
 
-def _measure(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> dict:
+def measure_row(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> dict:
     model = subject.copy_model()
     t0 = time.perf_counter()
     record = quantize_model(
@@ -206,7 +212,7 @@ def plan(cfg: CollectConfig, db: StudyDB, retry_failed: bool = False) -> dict[st
     for name in cfg.models:
         todo = []
         stored = {m for m, f, me in done if (f, me) == FP}
-        key = _stored_name(name, stored)
+        key = stored_name(name, stored)
         need_model = key is None or (
             cfg.with_features
             and (not db.has_features(key, "") or db.get_meta(f"trace:{key}") is None)
@@ -223,7 +229,7 @@ def plan(cfg: CollectConfig, db: StudyDB, retry_failed: bool = False) -> dict[st
     return jobs
 
 
-def _stored_name(name: str, stored: set[str]) -> str | None:
+def stored_name(name: str, stored: set[str]) -> str | None:
     """The name a model's rows carry (zoo models drop their "zoo:" prefix; folders their path)."""
     for cand in (name, name.removeprefix("zoo:"), Path(name).name):
         if cand in stored:

@@ -59,7 +59,8 @@ class StudyDB:
     def set_meta(self, key: str, value: dict) -> None:
         with self.con:
             self.con.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True))
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (key, json.dumps(value, sort_keys=True)),
             )
 
     # measurements
