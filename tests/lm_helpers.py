@@ -5,24 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from frugal.tasks.lm import CausalLM
+from frugal.tasks.lm_zoo import byte_tokenizer
 
 TEXT = " ".join(
     f"the {a} {b} sat on the {c} and saw {n} birds."
     for n in range(40)
     for a, b, c in [("small", "cat", "mat"), ("big", "dog", "log"), ("red", "fox", "box")]
 )
-
-
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=alphabet[0])
 
 
 def tiny_llama(seed: int = 0, layers: int = 2) -> LlamaForCausalLM:
