@@ -205,28 +205,27 @@ def measure_row(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> 
 # ---- the main process: plan, dispatch, store ----
 
 
-def plan(cfg: CollectConfig, db: StudyDB, retry_failed: bool = False) -> dict[str, list]:
-    """Per model, the jobs still to do: its model job (if needed) and the rest."""
+def plan(cfg: CollectConfig, db: StudyDB, retry_failed: bool = False) -> list[tuple]:
+    """The jobs still to do, in the order they run: the per-model jobs first, then format by
+    format across all models (an interrupted collection covers every model evenly)."""
     done = db.done(retry_failed)
-    jobs: dict[str, list] = {}
-    for name in cfg.models:
-        todo = []
-        stored = {m for m, f, me in done if (f, me) == FP}
-        key = stored_name(name, stored)
-        need_model = key is None or (
+    stored = {m for m, f, me in done if (f, me) == FP}
+    keys = {name: stored_name(name, stored) for name in cfg.models}
+    first, rest = [], []
+    for name, key in keys.items():
+        if key is None or (
             cfg.with_features
             and (not db.has_features(key, "") or db.get_meta(f"trace:{key}") is None)
-        )
-        if need_model:
-            todo.append(("model", name, "", ""))
-        for fmt in cfg.formats:
+        ):
+            first.append(("model", name, "", ""))
+    for fmt in cfg.formats:
+        for name, key in keys.items():
             if cfg.with_features and (key is None or not db.has_features(key, fmt)):
-                todo.append(("features", name, fmt, ""))
+                rest.append(("features", name, fmt, ""))
             for method in cfg.methods:
                 if key is None or (key, fmt, method) not in done:
-                    todo.append(("measure", name, fmt, method))
-        jobs[name] = todo
-    return jobs
+                    rest.append(("measure", name, fmt, method))
+    return first + rest
 
 
 def stored_name(name: str, stored: set[str]) -> str | None:
@@ -265,13 +264,13 @@ def collect(
             db.set_meta("config", cfg.to_dict())
         db.set_meta("versions", versions())
         todo = plan(cfg, db, retry_failed)
-    total = sum(len(v) for v in todo.values())
+    total = len(todo)
     counts = {"stored": 0, "failed": 0, "jobs": total}
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
     cfg_dict = cfg.to_dict()
     db = StudyDB(db_path)
 
-    def store(results: list[tuple]) -> None:
+    def store(results: list[tuple], left: int) -> None:
         for res in results:
             if res[0] == "measurement":
                 row = res[1]
@@ -288,59 +287,61 @@ def collect(
                 counts["failed"] += 1
                 log(f"{res[1]} {res[2] or ''}: features failed: {res[3]}")
         if progress:
-            progress(done_jobs[0], total)
+            progress(total - left, total)
 
-    done_jobs = [0]
     try:
-        if cfg.workers == 1:
-            _init_worker(threads)
-            for jobs in todo.values():
-                for job in jobs:
-                    results = run_job(job, cfg_dict, db_path)
-                    done_jobs[0] += 1
-                    store(results)
-                    if job[0] == "model" and _model_failed(results):
-                        log(f"{job[1]}: skipping its other jobs")
-                        done_jobs[0] += len(jobs) - 1
-                        break
-        else:
-            _run_pool(todo, cfg, cfg_dict, db_path, threads, store, done_jobs, log)
+        _dispatch(todo, cfg, cfg_dict, db_path, threads, store, log)
     finally:
         db.close()
     return counts
 
 
-def _model_failed(results: list[tuple]) -> bool:
-    return any(r[0] == "error" or (r[0] == "measurement" and r[1].get("error")) for r in results)
-
-
-def _run_pool(todo, cfg, cfg_dict, db_path, threads, store, done_jobs, log) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(cfg.workers, ctx, _init_worker, (threads,)) as pool:
-        running: dict[Future, tuple] = {}
-        waiting: dict[str, list] = {}
-        for name, jobs in todo.items():  # a model's other jobs wait for its model job
-            if jobs and jobs[0][0] == "model":
-                running[pool.submit(run_job, jobs[0], cfg_dict, db_path)] = jobs[0]
-                waiting[name] = jobs[1:]
-            else:
-                for job in jobs:
-                    running[pool.submit(run_job, job, cfg_dict, db_path)] = job
-        while running:
+def _dispatch(todo, cfg, cfg_dict, db_path, threads, store, log) -> None:
+    """Run the jobs in order, at most `workers` at a time; a model's other jobs wait for its
+    model job and are dropped when it fails. Few jobs are ever in flight, so a killed
+    collection loses at most `workers` jobs."""
+    pending = list(todo)
+    waiting_for = {j[1] for j in pending if j[0] == "model"}
+    if cfg.workers == 1:
+        _init_worker(threads)
+        pool = None
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(cfg.workers, ctx, _init_worker, (threads,))
+    running: dict[Future, tuple] = {}
+    try:
+        while pending or running:
+            for job in list(pending):
+                if len(running) >= cfg.workers:
+                    break
+                if job[0] == "model" or job[1] not in waiting_for:
+                    pending.remove(job)
+                    if pool is None:
+                        fut: Future = Future()
+                        fut.set_result(run_job(job, cfg_dict, db_path))
+                    else:
+                        fut = pool.submit(run_job, job, cfg_dict, db_path)
+                    running[fut] = job
+            if not running:  # only jobs of models whose model job failed remain
+                break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 job = running.pop(fut)
                 results = fut.result()
-                done_jobs[0] += 1
-                store(results)
+                store(results, len(pending) + len(running))
                 if job[0] == "model":
-                    rest = waiting.pop(job[1], [])
+                    waiting_for.discard(job[1])
                     if _model_failed(results):
-                        log(f"{job[1]}: skipping its other jobs")
-                        done_jobs[0] += len(rest)
-                        continue
-                    for j in rest:
-                        running[pool.submit(run_job, j, cfg_dict, db_path)] = j
+                        dropped = [j for j in pending if j[1] == job[1]]
+                        pending = [j for j in pending if j[1] != job[1]]
+                        log(f"{job[1]}: skipping its other {len(dropped)} jobs")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _model_failed(results: list[tuple]) -> bool:
+    return any(r[0] == "error" or (r[0] == "measurement" and r[1].get("error")) for r in results)
 
 
 def _describe(row: dict) -> str:
