@@ -86,14 +86,18 @@ class CollectConfig:
 
 # ---- the work a process does (module level: picklable, with a per-process cache) ----
 
+CACHED_MODELS = 3  # loaded models a worker keeps (jobs interleave models)
 _SUBJECTS: dict[str, Subject] = {}
 _STATES: dict[str, ModelState] = {}
 
 
 def _subject(name: str, cfg: CollectConfig) -> Subject:
-    if name not in _SUBJECTS:
-        _SUBJECTS.clear()  # one model in memory per process
-        _STATES.clear()
+    if name in _SUBJECTS:
+        _SUBJECTS[name] = _SUBJECTS.pop(name)  # most recently used last
+    else:
+        while len(_SUBJECTS) >= CACHED_MODELS:
+            evicted = _SUBJECTS.pop(next(iter(_SUBJECTS)))
+            _STATES.pop(evicted.name, None)
         _SUBJECTS[name] = load_subject(name, cfg.subject)
     return _SUBJECTS[name]
 
