@@ -124,6 +124,8 @@ def test_cli_collect_report_and_predict(lms, tmp_path):
     assert set(report["evaluations"]["rf/full/model"]["groups"]) == {"lm0", "lm1", "lm2"}
     assert (report_dir / "predicted_vs_measured.png").stat().st_size > 1000
     assert "Leave-one-model-out" in (report_dir / "summary.md").read_text()
+    lines = (report_dir / "dataset.csv").read_text().splitlines()
+    assert len(lines) == 13 and lines[0].startswith("model,format,method,fp_nll,delta_nll")
 
     res = runner.invoke(app, [
         "predict", "--model", lms[2], "--format", "mxint3", "--method", "gptq",

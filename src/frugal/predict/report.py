@@ -76,11 +76,30 @@ def run_report(
         "main": "/".join(MAIN),
     }
     (folder / "report.json").write_text(json.dumps(report, indent=1))
+    write_dataset(table, main, folder / "dataset.csv")
     pngs = [_plot_heldout(table, main, folder / "predicted_vs_measured.png"),
             _plot_importances(importances, folder / "importances.png")]  # fmt: skip
     (folder / "summary.md").write_text(markdown(report))
     report["files"] = [str(p) for p in pngs if p]
     return report
+
+
+def write_dataset(table: Table, ev: dict, path: Path) -> Path:
+    """One CSV row per measurement: model, format, method, fp32 NLL, measured ΔNLL, its
+    held-out-model prediction and interval, then every feature."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "format", "method", "fp_nll", "delta_nll", "predicted",
+                    "low", "high", *table.names])  # fmt: skip
+        for i in range(len(table)):
+            w.writerow([
+                table.models[i], table.formats[i], table.methods[i], f"{table.fp_nll[i]:.6g}",
+                f"{table.y[i]:.6g}", f"{ev['pred'][i]:.6g}", f"{ev['low'][i]:.6g}",
+                f"{ev['high'][i]:.6g}", *(f"{v:.6g}" for v in table.X[i]),
+            ])  # fmt: skip
+    return path
 
 
 def markdown(report: dict) -> str:
@@ -214,4 +233,4 @@ def _plot_importances(importances: dict[str, float], path: Path) -> Path:
     return path
 
 
-__all__ = ["feature_costs", "markdown", "run_report"]
+__all__ = ["feature_costs", "markdown", "run_report", "write_dataset"]
