@@ -1,0 +1,101 @@
+"""Search problems: a space, named objectives (all minimized) and an evaluate(config).
+Synthetic ones have fronts known exactly, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from frugal.search.space import Categorical, Config, Integer, SearchSpace
+
+
+class Problem:
+    """Base class: subclasses set `name`, `space`, `objectives` and implement evaluate."""
+
+    name: str = "problem"
+    objectives: tuple[str, ...] = ()
+    space: SearchSpace
+
+    def evaluate(self, config: Config) -> list[float]:
+        raise NotImplementedError
+
+    def reference_point(self) -> list[float] | None:
+        """A fixed point every useful configuration beats (None: derive from data)."""
+        return None
+
+    def true_front(self) -> np.ndarray | None:
+        """The exact Pareto front when known (synthetic problems)."""
+        return None
+
+
+@dataclass
+class DiscreteZDT1(Problem):
+    """ZDT1 on a grid: x_i = k/(levels−1); f1 = x1, f2 = g·(1 − √(f1/g)),
+    g = 1 + 9·mean(x2..xn). The front: x2..xn = 0, f2 = 1 − √f1 at the grid's f1."""
+
+    n_vars: int = 6
+    levels: int = 11
+    delay: float = 0.0  # seconds each evaluation sleeps (to test interruption)
+    name: str = "zdt1"
+    objectives: tuple[str, ...] = ("f1", "f2")
+    space: SearchSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.space = SearchSpace([Integer(f"x{i}", 0, self.levels - 1) for i in range(self.n_vars)])
+
+    def evaluate(self, config: Config) -> list[float]:
+        if self.delay:
+            time.sleep(self.delay)
+        x = np.array([config[f"x{i}"] for i in range(self.n_vars)], float) / (self.levels - 1)
+        g = 1 + 9 * x[1:].mean()
+        return [float(x[0]), float(g * (1 - math.sqrt(x[0] / g)))]
+
+    def reference_point(self) -> list[float]:
+        return [1.1, 1.1]
+
+    def true_front(self) -> np.ndarray:
+        a = np.arange(self.levels) / (self.levels - 1)
+        return np.stack([a, 1 - np.sqrt(a)], axis=1)
+
+
+@dataclass
+class MixedPrecision(Problem):
+    """Bits per layer from {2, 3, 4, 8}: error Σ s_l·4^(−b_l) against size Σ n_l·b_l (Mbit),
+    with seeded sensitivities s_l and sizes n_l; the front comes from enumeration."""
+
+    layers: int = 6
+    seed: int = 0
+    name: str = "mixed-precision"
+    objectives: tuple[str, ...] = ("error", "mbit")
+    space: SearchSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self.sens = np.exp(rng.normal(0, 1.5, self.layers)) * 100
+        self.sizes = rng.integers(1, 9, self.layers).astype(float)
+        self.space = SearchSpace([Categorical(f"b{i}", (2, 3, 4, 8)) for i in range(self.layers)])
+
+    def evaluate(self, config: Config) -> list[float]:
+        b = np.array([config[f"b{i}"] for i in range(self.layers)], float)
+        return [float((self.sens * 4.0**-b).sum()), float((self.sizes * b).sum())]
+
+    def reference_point(self) -> list[float]:
+        return [float((self.sens * 4.0**-2).sum()) * 1.05, float(self.sizes.sum() * 8) * 1.05]
+
+    def true_front(self) -> np.ndarray:
+        from frugal.search.pareto import pareto_mask
+
+        F = np.array([
+            self.evaluate({f"b{i}": v for i, v in enumerate(bits)})
+            for bits in itertools.product((2, 3, 4, 8), repeat=self.layers)
+        ])  # fmt: skip
+        return F[pareto_mask(F)]
+
+
+SYNTHETIC = {"zdt1": DiscreteZDT1, "mixed-precision": MixedPrecision}
+
+__all__ = ["SYNTHETIC", "DiscreteZDT1", "MixedPrecision", "Problem"]
