@@ -31,11 +31,11 @@ DEFAULT_MODELS = (
     "zoo:llama-64x2", "zoo:llama-128x3", "zoo:llama-192x4",
     "zoo:gpt2-64x2", "zoo:gpt2-128x3", "zoo:gpt2-192x4",
 )  # fmt: skip
+# ordered for variety first: an interrupted collection still spans the families
 DEFAULT_FORMATS = (
     "int8_g128", "int6_g128", "int4_g128", "int3_g128",
-    "mxint8", "mxint6", "mxint4", "mxint3",
-    "mxint8_b128", "mxint6_b128", "mxint4_b128", "mxint3_b128",
-    "mxfp8", "mxfp6", "mxfp4", "fp8_e4m3", "nf4", "bfp6_b16",
+    "mxint4", "mxfp4", "nf4", "mxint3", "fp8_e4m3", "mxfp6", "mxint8", "bfp6_b16",
+    "mxint4_b128", "mxint3_b128", "mxfp8", "mxint6", "mxint8_b128", "mxint6_b128",
 )  # fmt: skip
 DEFAULT_METHODS = ("rtn", "gptq")
 
