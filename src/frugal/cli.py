@@ -471,6 +471,52 @@ def predict(
         )
 
 
+@app.command()
+def search(
+    problem: Annotated[str, typer.Option(help="zdt1 or mixed-precision")] = "zdt1",
+    algorithm: Annotated[str, typer.Option(help="random, nsga2 or linas")] = "linas",
+    budget: Annotated[int, typer.Option(help="real measurements in total")] = 200,
+    workers: Annotated[int, typer.Option(help="measurement processes")] = 1,
+    name: Annotated[str, typer.Option(help="the search's name (resumes when it exists)")] = "run1",
+    folder: Annotated[Path, typer.Option("--dir", help="where searches live")] = Path(
+        "results/search"
+    ),
+    batch: Annotated[int, typer.Option(help="configurations per round")] = 20,
+    generations: Annotated[
+        int, typer.Option(help="LINAS: NSGA-II generations on predictors")
+    ] = 250,
+    seed: int = 0,
+) -> None:
+    """Multi-objective search with live progress (measurements, hypervolume); every
+    measurement is stored as it completes, so rerunning the same --name resumes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from frugal.search.session import SearchConfig, run_named
+
+    cfg = SearchConfig(problem, algorithm, budget, batch, seed, generations)
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[hv]}"))  # fmt: skip
+    with Progress(*cols, console=err, transient=True) as bar:
+        task = bar.add_task("measured", total=budget, hv="")
+
+        def show(p) -> None:
+            hv = "" if p.hypervolume is None else f"HV {p.hypervolume:.4g}"
+            bar.update(
+                task, completed=p.measured, hv=hv + (f", {p.failed} failed" * bool(p.failed))
+            )
+
+        try:
+            res = run_named(cfg, name, folder, workers, show)
+        except ValueError as exc:
+            _fail(str(exc))
+    hv = "—" if res["hypervolume"] is None else f"{res['hypervolume']:.6g}"
+    out.print(
+        f"{res['measured']} measurements ({res['failed']} failed); hypervolume {hv} "
+        f"(reference point {res['reference_point']}); files in {res['folder']}",
+        highlight=False,
+    )
+
+
 lm_app = typer.Typer(no_args_is_help=True, help="Causal language models (local folders).")
 app.add_typer(lm_app, name="lm")
 LMOpt = Annotated[Path, typer.Option("--model", "-m", help="transformers causal-LM folder")]

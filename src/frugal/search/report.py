@@ -1,0 +1,87 @@
+"""What a search leaves behind: every measurement as CSV, the hypervolume after each
+measurement, a Pareto plot and a hypervolume-against-measurements plot."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from frugal.search.pareto import hypervolume, pareto_mask
+
+
+def hv_curve(rows: list[dict], ref: list[float]) -> list[float]:
+    """Hypervolume of the measurements so far, after each one (failures add nothing)."""
+    F = [r["objectives"] for r in rows]
+    out, ok = [], []
+    for f in F:
+        if f is not None:
+            ok.append(f)
+        out.append(hypervolume(np.array(ok), np.array(ref)) if ok else 0.0)
+    return out
+
+
+def measurements_to_reach(curve: list[float], target: float) -> int | None:
+    """Measurements needed for the curve to reach `target` (None: never)."""
+    for i, v in enumerate(curve):
+        if v >= target:
+            return i + 1
+    return None
+
+
+def write_csv(rows: list[dict], objectives: tuple[str, ...], path: Path) -> Path:
+    params = sorted({k for r in rows for k in r["config"]})
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "round", *params, *objectives, "seconds", "error", "pareto"])
+        F = np.array([r["objectives"] or [np.inf] * len(objectives) for r in rows])
+        front = pareto_mask(F) if len(F) else []
+        for r, on in zip(rows, front, strict=True):
+            obj = r["objectives"] or [""] * len(objectives)
+            cfg = [r["config"].get(p) for p in params]
+            on_front = int(bool(on) and not r["error"])
+            w.writerow([r["id"], r["round"], *cfg, *obj, f"{r['seconds']:.3f}", r["error"] or "",
+                        on_front])  # fmt: skip
+    return path
+
+
+def plot_search(
+    rows: list[dict], objectives: tuple[str, ...], ref: list[float], folder: Path, title: str
+) -> list[Path]:
+    """pareto.png (first two objectives; front highlighted) and hypervolume.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    F = np.array([r["objectives"] for r in rows if r["objectives"] is not None])
+    paths = []
+    if len(F):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        front = pareto_mask(F)
+        ax.scatter(F[:, 0], F[:, 1], s=10, alpha=0.4, label="measured")
+        P = F[front][np.argsort(F[front][:, 0])]
+        ax.step(P[:, 0], P[:, 1], where="post", color="C3", label="Pareto front")
+        ax.scatter(P[:, 0], P[:, 1], s=18, color="C3")
+        ax.set_xlabel(objectives[0])
+        ax.set_ylabel(objectives[1])
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "pareto.png", dpi=110)
+        plt.close(fig)
+        paths.append(folder / "pareto.png")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(range(1, len(rows) + 1), hv_curve(rows, ref))
+    ax.set_xlabel("measurements")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "hypervolume.png", dpi=110)
+    plt.close(fig)
+    paths.append(folder / "hypervolume.png")
+    return paths
+
+
+__all__ = ["hv_curve", "measurements_to_reach", "plot_search", "write_csv"]

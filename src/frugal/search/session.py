@@ -1,0 +1,86 @@
+"""A named search on disk: `<folder>/<name>/store.sqlite` plus its report. Reopening a
+name resumes it (same problem, algorithm and seed, or a one-line error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from frugal.search.algorithms import make_algorithm
+from frugal.search.problems import SYNTHETIC, Problem
+from frugal.search.report import hv_curve, plot_search, write_csv
+from frugal.search.runner import Progress, reference_point, run_search
+from frugal.search.store import SearchStore
+
+
+@dataclass
+class SearchConfig:
+    """Which problem, which algorithm, how many real measurements, batch per round."""
+
+    problem: str = "zdt1"
+    algorithm: str = "linas"
+    budget: int = 200
+    batch: int = 20
+    seed: int = 0
+    generations: int = 250
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = dict(SYNTHETIC)
+
+
+def make_problem(name: str) -> Problem:
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}")
+    return PROBLEMS[name]()
+
+
+def run_named(
+    cfg: SearchConfig,
+    name: str,
+    folder: str | Path = "results/search",
+    workers: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict:
+    """Run or resume the search called `name`; write measurements.csv, pareto.png and
+    hypervolume.png beside its store; return the paths and the final hypervolume."""
+    problem = make_problem(cfg.problem)
+    kw = {"generations": cfg.generations} if cfg.algorithm == "linas" else {}
+    algorithm = make_algorithm(
+        cfg.algorithm, problem.space, len(problem.objectives), batch=cfg.batch, seed=cfg.seed, **kw
+    )
+    out = Path(folder) / name
+    out.mkdir(parents=True, exist_ok=True)
+    with SearchStore(out / "store.sqlite") as store:
+        old = store.get_meta("config")
+        if old is not None:
+            same = {k: old[k] for k in ("problem", "algorithm", "seed", "batch")}
+            if same != {k: getattr(cfg, k) for k in same}:
+                raise ValueError(
+                    f"search {name!r} was started as {same}; pick another --name to change them"
+                )
+        store.set_meta("config", cfg.to_dict())
+        rows = run_search(problem, algorithm, cfg.budget, store, workers, on_progress)
+        F = np.array([r["objectives"] for r in rows if r["objectives"] is not None])
+        ref = reference_point(problem, store, F)
+    curve = hv_curve(rows, ref) if ref is not None else []
+    paths = [write_csv(rows, problem.objectives, out / "measurements.csv")]
+    if ref is not None:
+        title = f"{cfg.problem}: {cfg.algorithm}, {len(rows)} measurements"
+        paths += plot_search(rows, problem.objectives, ref, out, title)
+    return {
+        "folder": out,
+        "files": paths,
+        "measured": len(rows),
+        "failed": sum(r["error"] is not None for r in rows),
+        "hypervolume": curve[-1] if curve else None,
+        "reference_point": ref,
+    }
+
+
+__all__ = ["PROBLEMS", "SearchConfig", "make_problem", "run_named"]

@@ -1,0 +1,33 @@
+"""`frugal search`: runs, resumes by name, refuses a changed setup, writes its report."""
+
+from __future__ import annotations
+
+import csv
+
+from typer.testing import CliRunner
+
+from frugal.cli import app
+
+runner = CliRunner()
+
+
+def test_search_cli_runs_resumes_and_reports(tmp_path):
+    args = ["search", "--problem", "mixed-precision", "--algorithm", "nsga2", "--batch", "10",
+            "--name", "r", "--dir", str(tmp_path)]  # fmt: skip
+    res = runner.invoke(app, [*args, "--budget", "30"])
+    assert res.exit_code == 0, res.output
+    assert "30 measurements (0 failed)" in res.stdout
+    res = runner.invoke(app, [*args, "--budget", "50"])  # resumes: 20 more
+    assert res.exit_code == 0 and "50 measurements" in res.stdout
+    with open(tmp_path / "r" / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 50 and {"b0", "error", "mbit", "pareto"} <= set(rows[0])
+    assert any(r["pareto"] == "1" for r in rows)
+    assert (tmp_path / "r" / "pareto.png").is_file() and (
+        tmp_path / "r" / "hypervolume.png"
+    ).is_file()
+
+    res = runner.invoke(app, [*args[:4], "random", *args[5:], "--budget", "60"])
+    assert res.exit_code == 2 and "pick another --name" in res.output
+    res = runner.invoke(app, ["search", "--problem", "nope", "--dir", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown problem" in res.output
