@@ -31,7 +31,13 @@ class SearchConfig:
         return asdict(self)
 
 
-PROBLEMS: dict[str, Callable[[], Problem]] = dict(SYNTHETIC)
+def _whisper_joint() -> Problem:
+    from frugal.search.whisper_problems import WhisperJoint
+
+    return WhisperJoint()
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {**SYNTHETIC, "whisper-joint": _whisper_joint}
 
 
 def make_problem(name: str) -> Problem:

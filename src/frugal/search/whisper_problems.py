@@ -1,0 +1,93 @@
+"""Whisper search problems. The joint space: after which encoder layer frames are dropped and
+how many (§5), and the weight format of every encoder and decoder block (RTN); objectives WER
+(%) on a fixed subset of utterances and the blocks' weight storage (Mbit)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from frugal.search.problems import Problem
+from frugal.search.space import Categorical, Config, Integer, Ordinal, SearchSpace
+
+JOINT_FORMATS = ("bf16", "mxint8", "mxfp6", "mxint4", "mxfp4")
+JOINT_SPARSITIES = (0.0, 0.2, 0.4, 0.6, 0.8)
+
+
+@dataclass
+class WhisperJoint(Problem):
+    """Sparsification (layer, sparsity) × a weight format per encoder/decoder block."""
+
+    model: str = "tiny.en"
+    data: str = "builtin"
+    utterances: int = 24
+    seed: int = 0
+    formats: tuple[str, ...] = JOINT_FORMATS
+    sparsities: tuple[float, ...] = JOINT_SPARSITIES
+    name: str = "whisper-joint"
+    objectives: tuple[str, ...] = ("wer", "mbit")
+    space: SearchSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self._asr().config
+        self.enc_layers, self.dec_layers = cfg.encoder_layers, cfg.decoder_layers
+        params = [
+            Integer("sparsify_layer", 1, self.enc_layers - 1),
+            Ordinal("sparsity", tuple(self.sparsities)),
+            *(Categorical(f"enc{i}", tuple(self.formats)) for i in range(self.enc_layers)),
+            *(Categorical(f"dec{i}", tuple(self.formats)) for i in range(self.dec_layers)),
+        ]
+        # a dense encoder has no drop layer: one canonical config instead of several
+        self.space = SearchSpace(params, [lambda c: c["sparsity"] > 0 or c["sparsify_layer"] == 1])
+
+    def __getstate__(self) -> dict:  # worker processes load their own copy
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+
+    def _asr(self):
+        if getattr(self, "_cache_asr", None) is None:
+            from frugal.models.whisper import load_whisper
+
+            self._cache_asr = load_whisper(self.model)
+        return self._cache_asr
+
+    def _utterances(self):
+        if getattr(self, "_cache_utts", None) is None:
+            from frugal.data.datasets import load_dataset
+
+            data = load_dataset(self.data)
+            self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
+        return self._cache_utts
+
+    def quant_config(self, config: Config):
+        from frugal.nn import QuantConfig, QuantRule
+
+        rules = [QuantRule(f"model.encoder.layers.{i}.*", weight=config[f"enc{i}"])
+                 for i in range(self.enc_layers)]  # fmt: skip
+        rules += [QuantRule(f"model.decoder.layers.{i}.*", weight=config[f"dec{i}"])
+                  for i in range(self.dec_layers)]  # fmt: skip
+        return QuantConfig(rules)
+
+    def evaluate(self, config: Config) -> list[float]:
+        import dataclasses
+
+        from frugal.nn import rtn_weights
+        from frugal.sparsify import SparsifyConfig, sparse_encoder
+        from frugal.tasks.asr.metrics import wer
+        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
+
+        self.space.check(config)
+        asr = self._asr()
+        model = copy.deepcopy(asr.model)
+        done = rtn_weights(model, self.quant_config(config))
+        mbit = sum(m["bits_per_element"] * m["elements"] for m in done.values()) / 1e6
+        encoder = None
+        if config["sparsity"] > 0:
+            encoder = sparse_encoder(SparsifyConfig(config["sparsify_layer"], config["sparsity"]))
+        utts = self._utterances()
+        tr = Transcriber(dataclasses.replace(asr, model=model), DecodeOptions(batch_size=8),
+                         encoder=encoder)  # fmt: skip
+        hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
+        return [wer([u.text for u in utts], hyps).wer, mbit]
+
+
+__all__ = ["JOINT_FORMATS", "JOINT_SPARSITIES", "WhisperJoint"]
