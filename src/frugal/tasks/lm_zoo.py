@@ -29,22 +29,22 @@ class ZooSpec:
     width: int
     layers: int
     heads: int
-    steps: int = 400
+    steps: int = 1200
     context: int = 128
     batch_size: int = 8
     lr: float = 3e-3
     seed: int = 0
 
 
+# 1200 steps: at 400 the models barely reacted to quantization (ΔNLL < 0.002 nats at 3 bits
+# for gpt2-64x2, against 0.22 after 1200 steps): undertrained weights are mostly noise.
 ZOO = {
     s.name: s
     for s in (
         ZooSpec("llama-64x2", "llama", 64, 2, 4),
         ZooSpec("llama-128x3", "llama", 128, 3, 4),
-        ZooSpec("llama-192x4", "llama", 192, 4, 6),
         ZooSpec("gpt2-64x2", "gpt2", 64, 2, 4),
         ZooSpec("gpt2-128x3", "gpt2", 128, 3, 4),
-        ZooSpec("gpt2-192x4", "gpt2", 192, 4, 6),
     )
 }
 
