@@ -108,3 +108,21 @@ def test_importances_find_the_informative_features():
     imp = p.importances(table.names)
     assert abs(sum(imp.values()) - 1) < 1e-9
     assert imp["junk"] < min(imp["bits"], imp["log_curv"])
+
+
+def test_predictions_stay_within_an_e_fold_of_the_training_targets():
+    table = synthetic()
+    p = QualityPredictor("linear").fit(table.X, table.y)
+    far = table.X[:1].copy()
+    far[0, 1] = -100.0  # bits far outside the data: a linear model would explode
+    pred, _lo, hi = p.predict(far)
+    assert pred[0] <= from_target(to_target(table.y.max()) + 1) + 1e-12
+    assert np.isfinite(hi).all()
+
+
+def test_noise_floor_metric_uses_only_rows_above_it():
+    y = np.array([0.0001, -0.0002, 0.0003, 0.02, 0.5, 2.0])
+    pred = np.array([0.3, 0.1, 0.2, 0.05, 0.4, 3.0])  # noise rows ranked badly
+    m = metrics(y, pred)
+    assert m["n_above_floor"] == 3 and m["spearman_above_floor"] == pytest.approx(1.0)
+    assert m["spearman"] < 0.9

@@ -27,7 +27,12 @@ from frugal.study.store import FP, StudyDB
 from frugal.tasks.subjects import Subject, SubjectConfig, load_subject
 
 DEFAULT_MODELS = (
-    "tiny.en", "base", "zoo:llama-64x2", "zoo:llama-128x3", "zoo:gpt2-64x2", "zoo:gpt2-128x3",
+    "tiny.en",
+    "base",
+    "zoo:llama-64x2",
+    "zoo:llama-128x3",
+    "zoo:gpt2-64x2",
+    "zoo:gpt2-128x3",
 )
 # ordered for variety first: an interrupted collection still spans the families
 DEFAULT_FORMATS = (
