@@ -43,3 +43,41 @@ def test_a_short_search_over_the_joint_space(problem, tmp_path):
     with SearchStore(tmp_path / "s.sqlite") as store:
         rows = run_search(problem, make_algorithm("random", problem.space, 2, batch=3), 3, store)
     assert len(rows) == 3 and all(r["error"] is None for r in rows)
+
+
+def test_full_subnet_is_the_model_and_slicing_heads_equals_masking_them(tiny_en):
+    import torch
+
+    from frugal.search.supernet import SubnetConfig, block_params, slice_whisper
+
+    m, c = tiny_en.model, tiny_en.config
+    full = SubnetConfig(c.encoder_layers, c.decoder_layers, c.encoder_attention_heads,
+                        c.encoder_ffn_dim, c.decoder_ffn_dim)  # fmt: skip
+    feats = torch.randn(1, c.num_mel_bins, 3000)
+    with torch.no_grad():
+        ref = m.model.encoder(feats).last_hidden_state
+        assert torch.equal(slice_whisper(m, full).model.encoder(feats).last_hidden_state, ref)
+        # 4 of 6 heads and 3/4 of the FFN == the full model with the rest zeroed out
+        sub = slice_whisper(m, SubnetConfig(c.encoder_layers, 2, 4, 1152, 1536))
+        masked = slice_whisper(m, full)
+        for layer in masked.model.encoder.layers:
+            layer.self_attn.out_proj.weight[:, 4 * 64 :] = 0
+            layer.fc2.weight[:, 1152:] = 0
+        got = sub.model.encoder(feats).last_hidden_state
+        assert torch.allclose(got, masked.model.encoder(feats).last_hidden_state, atol=1e-5)
+    assert len(sub.model.decoder.layers) == 2 and sub.config.decoder_layers == 2
+    assert block_params(sub) < block_params(m)
+    with pytest.raises(ValueError, match="enc_heads=7"):
+        slice_whisper(m, SubnetConfig(4, 4, 7, 1536, 1536))
+
+
+def test_subnet_problem_measures_wer_and_params():
+    from frugal.search.whisper_problems import WhisperSubnet
+
+    p = WhisperSubnet(utterances=2)
+    assert p.space.names == ["enc_depth", "dec_depth", "enc_heads", "enc_ffn", "dec_ffn"]
+    w_full, mp_full = p.evaluate({"enc_depth": 4, "dec_depth": 4, "enc_heads": 6,
+                                  "enc_ffn": 1536, "dec_ffn": 1536})  # fmt: skip
+    w_small, mp_small = p.evaluate({"enc_depth": 2, "dec_depth": 2, "enc_heads": 3,
+                                    "enc_ffn": 768, "dec_ffn": 768})  # fmt: skip
+    assert mp_small < mp_full and w_full <= w_small

@@ -37,7 +37,17 @@ def _whisper_joint() -> Problem:
     return WhisperJoint()
 
 
-PROBLEMS: dict[str, Callable[[], Problem]] = {**SYNTHETIC, "whisper-joint": _whisper_joint}
+def _whisper_subnet() -> Problem:
+    from frugal.search.whisper_problems import WhisperSubnet
+
+    return WhisperSubnet()
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {
+    **SYNTHETIC,
+    "whisper-joint": _whisper_joint,
+    "whisper-subnet": _whisper_subnet,
+}
 
 
 def make_problem(name: str) -> Problem:

@@ -22,6 +22,7 @@ class WhisperJoint(Problem):
     data: str = "builtin"
     utterances: int = 24
     seed: int = 0
+    max_tokens: int = 128  # caps decoding of broken configurations (they loop)
     formats: tuple[str, ...] = JOINT_FORMATS
     sparsities: tuple[float, ...] = JOINT_SPARSITIES
     name: str = "whisper-joint"
@@ -84,10 +85,62 @@ class WhisperJoint(Problem):
         if config["sparsity"] > 0:
             encoder = sparse_encoder(SparsifyConfig(config["sparsify_layer"], config["sparsity"]))
         utts = self._utterances()
-        tr = Transcriber(dataclasses.replace(asr, model=model), DecodeOptions(batch_size=8),
-                         encoder=encoder)  # fmt: skip
+        opts = DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens)
+        tr = Transcriber(dataclasses.replace(asr, model=model), opts, encoder=encoder)
         hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
         return [wer([u.text for u in utts], hyps).wer, mbit]
 
 
-__all__ = ["JOINT_FORMATS", "JOINT_SPARSITIES", "WhisperJoint"]
+def _widths(full: int) -> tuple[int, ...]:
+    """FFN widths offered: 1/2, 5/8, 3/4, 7/8 and all of the trained width."""
+    return tuple(sorted({full // 2, 5 * full // 8, 3 * full // 4, 7 * full // 8, full}))
+
+
+@dataclass
+class WhisperSubnet(Problem):
+    """Sub-networks of Whisper (elastic depth, encoder heads, FFN widths) by slicing, no
+    retraining; objectives WER (%) on a fixed subset and block parameters (millions)."""
+
+    model: str = "tiny.en"
+    data: str = "builtin"
+    utterances: int = 24
+    seed: int = 0
+    max_tokens: int = 128
+    name: str = "whisper-subnet"
+    objectives: tuple[str, ...] = ("wer", "mparams")
+    space: SearchSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        c = self._asr().config
+        self.space = SearchSpace([
+            Integer("enc_depth", max(1, c.encoder_layers // 2), c.encoder_layers),
+            Integer("dec_depth", max(1, c.decoder_layers // 2), c.decoder_layers),
+            Integer("enc_heads", max(1, c.encoder_attention_heads // 2), c.encoder_attention_heads),
+            Ordinal("enc_ffn", _widths(c.encoder_ffn_dim)),
+            Ordinal("dec_ffn", _widths(c.decoder_ffn_dim)),
+        ])  # fmt: skip
+
+    __getstate__ = WhisperJoint.__getstate__
+    _asr = WhisperJoint._asr
+    _utterances = WhisperJoint._utterances
+
+    def evaluate(self, config: Config) -> list[float]:
+        import dataclasses
+
+        from frugal.search.supernet import SubnetConfig, block_params, slice_whisper
+        from frugal.tasks.asr.metrics import wer
+        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
+
+        self.space.check(config)
+        asr = self._asr()
+        model = slice_whisper(asr.model, SubnetConfig(**config))
+        utts = self._utterances()
+        tr = Transcriber(
+            dataclasses.replace(asr, model=model),
+            DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens),
+        )
+        hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
+        return [wer([u.text for u in utts], hyps).wer, block_params(model) / 1e6]
+
+
+__all__ = ["JOINT_FORMATS", "JOINT_SPARSITIES", "WhisperJoint", "WhisperSubnet"]
