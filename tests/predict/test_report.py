@@ -36,6 +36,8 @@ def test_feature_costs_against_real_runs():
     rows, feats = fake_store()
     costs = {c["model"]: c for c in feature_costs(rows, feats)}
     c = costs["m0"]
+    cheap = {c["model"]: c for c in feature_costs(rows, feats, FEATURE_SETS["cheap"])}["m0"]
+    assert cheap["model_features_s"] == pytest.approx(2.0)  # the Hessian trace is not in it
     assert c["model_features_s"] == pytest.approx(10.0)
     assert c["format_features_s"] == pytest.approx(0.5)
     assert c["real_gptq_s"] == pytest.approx(15.0) and c["real_rtn_s"] == pytest.approx(5.0)
