@@ -79,3 +79,15 @@ def test_hypervolume_matches_pymoo_and_is_monotone(points):
     hv = hypervolume(F, ref)
     assert hv == pytest.approx(HV(ref_point=ref)(F), abs=1e-9)
     assert hypervolume(F[:-1], ref) <= hv + 1e-12  # adding a point never lowers it
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30))
+def test_front_tracker_equals_hypervolume_of_all_points_so_far(points):
+    from frugal.search.pareto import FrontTracker
+
+    ref = np.array([1.1, 1.1])
+    t = FrontTracker(ref)
+    for i, p in enumerate(points):
+        assert t.add(p) == pytest.approx(hypervolume(np.array(points[: i + 1]), ref), abs=1e-12)
+    assert pareto_mask(t.front).all()

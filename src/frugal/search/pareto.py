@@ -76,4 +76,23 @@ def _hv(F: np.ndarray, ref: np.ndarray) -> float:
     return float(vol)
 
 
-__all__ = ["dominates", "hypervolume", "non_dominated_sort", "pareto_mask"]
+class FrontTracker:
+    """The non-dominated set of the points seen so far and its hypervolume against a fixed
+    reference point, updated per point (recomputed only when the front changes)."""
+
+    def __init__(self, ref: np.ndarray):
+        self.ref = np.asarray(ref, float)
+        self.front = np.zeros((0, len(self.ref)))
+        self.hypervolume = 0.0
+
+    def add(self, f) -> float:
+        f = np.asarray(f, float)
+        if len(self.front) and np.any(np.all(self.front <= f, axis=1)):
+            return self.hypervolume  # dominated by (or equal to) a front point
+        keep = ~(np.all(f <= self.front, axis=1) & np.any(f < self.front, axis=1))
+        self.front = np.vstack([self.front[keep], f])
+        self.hypervolume = hypervolume(self.front, self.ref)
+        return self.hypervolume
+
+
+__all__ = ["FrontTracker", "dominates", "hypervolume", "non_dominated_sort", "pareto_mask"]

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from frugal.search.pareto import hypervolume, pareto_mask
+from frugal.search.pareto import FrontTracker, pareto_mask
 
 
 def hv_curve(rows: list[dict], ref: list[float]) -> list[float]:
     """Hypervolume of the measurements so far, after each one (failures add nothing)."""
-    F = [r["objectives"] for r in rows]
-    out, ok = [], []
-    for f in F:
-        if f is not None:
-            ok.append(f)
-        out.append(hypervolume(np.array(ok), np.array(ref)) if ok else 0.0)
+    tracker, out = FrontTracker(np.array(ref)), []
+    for r in rows:
+        if r["objectives"] is not None:
+            tracker.add(r["objectives"])
+        out.append(tracker.hypervolume)
     return out
 
 

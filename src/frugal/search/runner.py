@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from frugal.search.algorithms import Algorithm
-from frugal.search.pareto import hypervolume
+from frugal.search.pareto import FrontTracker
 from frugal.search.problems import Problem
 from frugal.search.store import SearchStore
 
@@ -86,12 +86,20 @@ def run_search(
     stalls, round_ = 0, max((r["round"] for r in rows), default=0)
     penalty = np.finfo(float).max / 10
 
+    tracker: list[FrontTracker] = []  # made once the reference point is known
+
     def report() -> None:
-        if on_progress:
-            F = np.array([f for _, f in history]) if history else np.zeros((0, 0))
-            ref = reference_point(problem, store, F) if len(F) else None
-            hv = hypervolume(F, np.array(ref)) if ref is not None else None
-            on_progress(Progress(len(store), budget, hv, failed))
+        if not on_progress:
+            return
+        if not tracker and history:
+            ref = reference_point(problem, store, np.array([f for _, f in history]))
+            tracker.append(FrontTracker(np.array(ref)))
+            for _, f in history[:-1]:
+                tracker[0].add(f)
+        if tracker and history:
+            tracker[0].add(history[-1][1])
+        hv = tracker[0].hypervolume if tracker else None
+        on_progress(Progress(len(store), budget, hv, failed))
 
     try:
         while len(store) < budget:
