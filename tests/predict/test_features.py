@@ -127,3 +127,13 @@ def test_outlier_stats_and_format_descriptors():
     assert d == {"bits": 4.125, "log2_group": 7.0, "float_grid": 0.0}
     assert format_descriptors("mxfp4", [64])["float_grid"] == 1.0
     assert format_descriptors("mxint4_b128", [64])["log2_group"] == 6.0  # capped at the width
+
+
+def test_cheap_mode_computes_only_the_cheap_features(subject):
+    from frugal.predict.model import CHEAP_FEATURES
+
+    cfg = FeatureConfig(landscape=False)
+    mf, state = model_features(subject, cfg)
+    ff = format_features(subject, "int4_g128", state, cfg)
+    names = (set(mf) - {"params"}) | set(ff) | {"method_gptq"}  # raw count: log10 is used
+    assert names == set(CHEAP_FEATURES)

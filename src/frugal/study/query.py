@@ -4,6 +4,7 @@ in a collected store, compute the query's features, predict ΔNLL with an interv
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,11 @@ def predict_one(query: Query, store: str | Path, log=print) -> dict:
     subject = load_subject(query.model, cfg.subject, log)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mf, state = model_features(subject, cfg.features)
+    fcfg = dataclasses.replace(cfg.features, landscape=query.features != "cheap")
+    mf, state = model_features(subject, fcfg)
     model_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ff = format_features(subject, query.format, state, cfg.features)
+    ff = format_features(subject, query.format, state, fcfg)
     format_s = time.perf_counter() - t0
     x = feature_row(
         {k: v.value for k, v in mf.items()}, {k: v.value for k, v in ff.items()},
