@@ -4,6 +4,7 @@ they measured. Random search, NSGA-II (pymoo) and LINAS, the predictor-guided lo
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from frugal.search.space import Config, SearchSpace
 History = list[tuple[Config, list[float]]]
 
 
-class Algorithm:
+class Algorithm(ABC):
     """Base: subclasses implement propose; observe is optional."""
 
     name = "algorithm"
@@ -25,10 +26,13 @@ class Algorithm:
         self.space, self.n_obj, self.batch, self.seed = space, n_obj, batch, seed
         self.rng = np.random.default_rng(seed)
 
+    @abstractmethod
     def propose(self, history: History) -> list[Config]:
-        raise NotImplementedError
+        """The next configurations to measure (stored ones are skipped by the runner)."""
 
-    def observe(self, configs: Sequence[Config], objectives: Sequence[list[float]]) -> None:
+    def observe(  # noqa: B027 - optional hook, a no-op unless an algorithm keeps state
+        self, configs: Sequence[Config], objectives: Sequence[list[float]]
+    ) -> None:
         """Results of the last proposal, in its order (stored ones included)."""
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,15 +14,16 @@ import numpy as np
 from frugal.search.space import Categorical, Config, Integer, SearchSpace
 
 
-class Problem:
+class Problem(ABC):
     """Base class: subclasses set `name`, `space`, `objectives` and implement evaluate."""
 
     name: str = "problem"
     objectives: tuple[str, ...] = ()
     space: SearchSpace
 
+    @abstractmethod
     def evaluate(self, config: Config) -> list[float]:
-        raise NotImplementedError
+        """The objectives of one configuration, all to be minimized."""
 
     def reference_point(self) -> list[float] | None:
         """A fixed point every useful configuration beats (None: derive from data)."""
