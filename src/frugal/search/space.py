@@ -16,7 +16,7 @@ Config = dict[str, object]
 
 @dataclass(frozen=True)
 class Categorical:
-    """Unordered choices (one-hot encoded for predictors)."""
+    """Unordered choices (one-hot encoded for predictors; ordinal encoding: their index)."""
 
     name: str
     choices: tuple
@@ -27,6 +27,14 @@ class Categorical:
 
     def ordinal(self, v) -> float:
         return float(self.values.index(v))
+
+
+@dataclass(frozen=True)
+class Ordinal(Categorical):
+    """Ordered numeric values, e.g. sparsities 0.2, 0.4, 0.6 (encoded by value)."""
+
+    def ordinal(self, v) -> float:
+        return float(v)
 
 
 @dataclass(frozen=True)
@@ -41,21 +49,6 @@ class Integer:
     @property
     def values(self) -> tuple:
         return tuple(range(self.low, self.high + 1, self.step))
-
-    def ordinal(self, v) -> float:
-        return float(v)
-
-
-@dataclass(frozen=True)
-class Ordinal:
-    """Ordered numeric values, e.g. sparsities 0.2, 0.4, 0.6 (encoded by value)."""
-
-    name: str
-    choices: tuple
-
-    @property
-    def values(self) -> tuple:
-        return tuple(self.choices)
 
     def ordinal(self, v) -> float:
         return float(v)
@@ -148,7 +141,7 @@ class SearchSpace:
         idx = np.asarray(idx).round().astype(int)
         cols = []
         for j, p in enumerate(self.params):
-            if kind == "onehot" and isinstance(p, Categorical):
+            if kind == "onehot" and type(p) is Categorical:  # Ordinal: by value
                 cols.append(np.eye(len(p.values))[idx[:, j]])
             else:
                 table = np.array([p.ordinal(v) for v in p.values], dtype=float)

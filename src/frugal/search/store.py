@@ -8,45 +8,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from pathlib import Path
+
+from frugal.sqlite_file import SQLiteFile
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS evals (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
     objectives TEXT, seconds REAL, error TEXT, round INTEGER, created REAL);
 """
 
 
-class SearchStore:
+class SearchStore(SQLiteFile):
     """Measurements of one search, in order of completion."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = sqlite3.connect(self.path, timeout=60)
-            self.con.execute("PRAGMA journal_mode=WAL")
-            self.con.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{self.path}: not a frugal search store ({exc})") from None
-
-    def close(self) -> None:
-        self.con.close()
-
-    def __enter__(self) -> SearchStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def get_meta(self, key: str):
-        row = self.con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def set_meta(self, key: str, value) -> None:
-        with self.con:
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+    SCHEMA = SCHEMA
+    KIND = "frugal search store"
 
     def add(
         self,

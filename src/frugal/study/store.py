@@ -5,12 +5,11 @@ the moment it completes, so an interrupted collection loses only the work in fli
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
+
+from frugal.sqlite_file import SQLiteFile
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS measurements (
     model TEXT NOT NULL, format TEXT NOT NULL, method TEXT NOT NULL,
     family TEXT, nll REAL, wer REAL, bits_per_weight REAL, params INTEGER,
@@ -29,39 +28,11 @@ MEASURE_COLUMNS = (
 )  # fmt: skip
 
 
-class StudyDB:
-    """One study's SQLite file (WAL mode: readers never block the writer)."""
+class StudyDB(SQLiteFile):
+    """One study's SQLite file: measurements and features (plus meta)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = sqlite3.connect(self.path, timeout=60)
-            self.con.execute("PRAGMA journal_mode=WAL")
-            self.con.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{self.path}: not a frugal study database ({exc})") from None
-
-    def close(self) -> None:
-        self.con.close()
-
-    def __enter__(self) -> StudyDB:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # meta
-    def get_meta(self, key: str) -> dict | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def set_meta(self, key: str, value: dict) -> None:
-        with self.con:
-            self.con.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                (key, json.dumps(value, sort_keys=True)),
-            )
+    SCHEMA = SCHEMA
+    KIND = "frugal study database"
 
     # measurements
     def add_measurement(self, row: dict) -> None:
