@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -193,10 +193,6 @@ def _lm_subject(name: str, config: SubjectConfig) -> Subject:
         ids = lm.tokenizer(corpus_text(), add_special_tokens=False)["input_ids"]
         tokens = torch.tensor(ids, dtype=torch.long)
     return _causal_subject(lm, getattr(lm.model.config, "model_type", "lm"), tokens, config)
-
-
-def batches_examples(batches: Sequence[Batch]) -> int:
-    return sum(b.examples for b in batches)
 
 
 __all__ = ["Subject", "SubjectConfig", "is_whisper", "load_subject"]
