@@ -473,11 +473,19 @@ def predict(
 
 @app.command()
 def search(
-    problem: Annotated[str, typer.Option(help="zdt1 or mixed-precision")] = "zdt1",
+    problem: Annotated[
+        str, typer.Option(help="zdt1, mixed-precision, whisper-joint or whisper-subnet")
+    ] = "zdt1",
     algorithm: Annotated[str, typer.Option(help="random, nsga2 or linas")] = "linas",
     budget: Annotated[int, typer.Option(help="real measurements in total")] = 200,
-    workers: Annotated[int, typer.Option(help="measurement processes")] = 1,
+    workers: Annotated[int, typer.Option(help="measurement processes (or Ray workers)")] = 1,
     name: Annotated[str, typer.Option(help="the search's name (resumes when it exists)")] = "run1",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="measure on Ray: auto, ray://host:port, or local (pip install frugal[ray])"
+        ),
+    ] = None,
     folder: Annotated[Path, typer.Option("--dir", help="where searches live")] = Path(
         "results/search"
     ),
@@ -506,7 +514,7 @@ def search(
             )
 
         try:
-            res = run_named(cfg, name, folder, workers, show)
+            res = run_named(cfg, name, folder, workers, show, ray_address)
         except ValueError as exc:
             _fail(str(exc))
     hv = "—" if res["hypervolume"] is None else f"{res['hypervolume']:.6g}"
@@ -515,6 +523,24 @@ def search(
         f"(reference point {res['reference_point']}); files in {res['folder']}",
         highlight=False,
     )
+
+
+@app.command("search-report")
+def search_report(
+    folder: Annotated[Path, typer.Option("--dir", help="where searches live")] = Path(
+        "results/search"
+    ),
+) -> None:
+    """Hypervolume against measurements of every stored search, one plot per problem, so
+    algorithms run under different --name values can be compared."""
+    from frugal.search.session import compare_named
+
+    try:
+        paths = compare_named(folder)
+    except ValueError as exc:
+        _fail(str(exc))
+    for p in paths:
+        out.print(str(p), highlight=False)
 
 
 lm_app = typer.Typer(no_args_is_help=True, help="Causal language models (local folders).")

@@ -29,5 +29,18 @@ def test_search_cli_runs_resumes_and_reports(tmp_path):
 
     res = runner.invoke(app, [*args[:4], "random", *args[5:], "--budget", "60"])
     assert res.exit_code == 2 and "pick another --name" in res.output
+    other = [*args[:4], "random", *args[5:8], "rand", *args[9:]]
+    res = runner.invoke(app, [*other, "--budget", "20"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["search-report", "--dir", str(tmp_path)])
+    assert res.exit_code == 0 and (tmp_path / "compare_mixed-precision.png").is_file()
+    res = runner.invoke(app, ["search-report", "--dir", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no stored search" in res.output
     res = runner.invoke(app, ["search", "--problem", "nope", "--dir", str(tmp_path)])
     assert res.exit_code == 2 and "unknown problem" in res.output
+
+
+def test_search_cli_on_an_unreachable_ray_cluster_is_a_one_line_error(tmp_path):
+    res = runner.invoke(app, ["search", "--problem", "zdt1", "--budget", "5", "--dir",
+                              str(tmp_path), "--ray-address", "ray://127.0.0.1:9"])  # fmt: skip
+    assert res.exit_code == 2 and "cannot reach Ray" in res.output

@@ -34,9 +34,18 @@ def test_joint_objectives(problem):
     wer_bf16, mbit_bf16 = problem.evaluate(config("bf16"))
     wer_4, mbit_4 = problem.evaluate(config("mxint4", 0.4, layer=2))
     assert mbit_4 == pytest.approx(mbit_bf16 * 4.25 / 16)
+    assert problem.reference_point() == [100.0, pytest.approx(1.1 * mbit_bf16)]
     assert 0 <= wer_bf16 <= 100 and wer_4 >= 0
     with pytest.raises(ValueError, match="enc0"):
         problem.evaluate({**config("bf16"), "enc0": "int9"})
+
+
+def test_the_problem_travels_to_worker_processes(problem):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(problem))  # what spawned workers and Ray receive
+    assert copy.space.is_valid(config("bf16")) and not copy.space.is_valid(config("bf16", 0, 2))
+    assert not hasattr(copy, "_cache_asr")  # the model is loaded again there, not shipped
 
 
 def test_a_short_search_over_the_joint_space(problem, tmp_path):

@@ -53,15 +53,24 @@ def _pymoo_problem(space: SearchSpace, n_obj: int):
     return PymooProblem(n_var=len(xl), n_obj=n_obj, xl=xl, xu=xu, vtype=int)
 
 
-def _nsga2(pop_size: int, seed: int, initial: np.ndarray | None = None):
+def _nsga2(pop_size: int, seed: int, initial: np.ndarray | None = None, space=None):
+    """pymoo's NSGA-II on value indices; with a candidate-restricted `space`, offspring are
+    moved to their nearest candidate (a repair)."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.repair import NoRepair, Repair
     from pymoo.operators.crossover.sbx import SBX
     from pymoo.operators.mutation.pm import PM
     from pymoo.operators.repair.rounding import RoundingRepair
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
+    class Snap(Repair):
+        def _do(self, problem, X, **kwargs):
+            return space.snap(X).astype(float)
+
+    snap = Snap() if space is not None and space.candidates is not None else NoRepair()
     return NSGA2(
         pop_size=pop_size,
+        repair=snap,
         sampling=IntegerRandomSampling() if initial is None else initial,
         crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
         mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
@@ -87,7 +96,10 @@ class NSGA2Search(Algorithm):
             F = np.array([f for _, f in history])
             order = np.concatenate(non_dominated_sort(F))[: self.batch]
             initial = np.array([self.space.to_indices(history[i][0]) for i in order])
-        self._algo = _nsga2(self.batch, self.seed, initial)
+        elif self.space.candidates is not None:
+            initial = np.array([self.space.to_indices(c)
+                                for c in self.space.sample(self.batch, self.rng)])  # fmt: skip
+        self._algo = _nsga2(self.batch, self.seed, initial, self.space)
         self._algo.setup(_pymoo_problem(self.space, self.n_obj), seed=self.seed, verbose=False)
 
     def propose(self, history: History) -> list[Config]:
@@ -206,7 +218,13 @@ class LINAS(Algorithm):
         return out
 
     def _optimize(self, models: list[Predictor]) -> list[Config]:
-        """NSGA-II on the predictors; candidates ranked by predicted front, then crowding."""
+        """NSGA-II on the predictors; candidates ranked by predicted front, then crowding.
+        On a finite candidate list every candidate is scored instead (the exact optimum of
+        the inner search)."""
+        if self.space.candidates is not None:
+            X = self.space.encode(self.space.candidates, self.encoding)
+            F = np.stack([m.predict(X) for m in models], axis=1)
+            return [self.space.candidates[i] for i in _front_order(F)]
         from pymoo.core.problem import Problem as PymooProblem
         from pymoo.optimize import minimize
 
@@ -229,13 +247,16 @@ class LINAS(Algorithm):
             Surrogate(), _nsga2(self.inner_pop, self.seed + self._round),
             ("n_gen", self.generations), seed=self.seed + self._round, verbose=False,
         )  # fmt: skip
-        pop = res.pop
-        X, F = pop.get("X"), pop.get("F")
-        order = []
-        for front in non_dominated_sort(F):
-            crowd = _crowding(F[front])
-            order += list(front[np.argsort(-crowd)])
-        return [space.from_indices(X[i]) for i in order]
+        X, F = res.pop.get("X"), res.pop.get("F")
+        return [space.from_indices(X[i]) for i in _front_order(F)]
+
+
+def _front_order(F: np.ndarray) -> list[int]:
+    """Rows by non-dominated front, then by crowding distance (widest first) within one."""
+    order = []
+    for front in non_dominated_sort(F):
+        order += list(front[np.argsort(-_crowding(F[front]))])
+    return order
 
 
 def _crowding(F: np.ndarray) -> np.ndarray:

@@ -98,6 +98,46 @@ class MixedPrecision(Problem):
         return F[pareto_mask(F)]
 
 
+class TableProblem(Problem):
+    """A measured sample of another problem: the space is restricted to the sampled
+    configurations and evaluate looks their objectives up. Benchmarks use it to compare
+    algorithms on an expensive problem against a fixed reference front, at no cost."""
+
+    def __init__(
+        self,
+        base: Problem,
+        rows: list[dict],
+        reference: list[float] | None = None,
+        delay: float = 0.0,
+    ):
+        self.name = f"{base.name}-table"
+        self.objectives = tuple(base.objectives)
+        ok = [r for r in rows if r.get("objectives") is not None]
+        if not ok:
+            raise ValueError("the table holds no successful measurement")
+        self.space = base.space.restrict([r["config"] for r in ok])
+        self.table = {self.space.key(r["config"]): list(r["objectives"]) for r in ok}
+        self._ref = reference or base.reference_point()
+        self.delay = delay
+
+    def evaluate(self, config: Config) -> list[float]:
+        if self.delay:
+            time.sleep(self.delay)
+        key = self.space.key(config)
+        if key not in self.table:
+            raise ValueError(f"configuration not in the table: {key}")
+        return self.table[key]
+
+    def reference_point(self) -> list[float] | None:
+        return self._ref
+
+    def true_front(self) -> np.ndarray:
+        from frugal.search.pareto import pareto_mask
+
+        F = np.array(list(self.table.values()), float)
+        return F[pareto_mask(F)]
+
+
 SYNTHETIC = {"zdt1": DiscreteZDT1, "mixed-precision": MixedPrecision}
 
-__all__ = ["SYNTHETIC", "DiscreteZDT1", "MixedPrecision", "Problem"]
+__all__ = ["SYNTHETIC", "DiscreteZDT1", "MixedPrecision", "Problem", "TableProblem"]

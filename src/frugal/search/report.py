@@ -83,4 +83,44 @@ def plot_search(
     return paths
 
 
-__all__ = ["hv_curve", "measurements_to_reach", "plot_search", "write_csv"]
+def plot_hv_comparison(
+    curves: dict[str, list[list[float]]],
+    path: Path,
+    title: str,
+    ylabel: str = "hypervolume",
+    levels: tuple[float, ...] = (),
+    log_x: bool = True,
+) -> Path:
+    """Hypervolume against measurements for each algorithm: the median over runs and the
+    band from the lowest to the highest run (runs that stopped early hold their last value);
+    dashed lines at `levels`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (label, runs) in enumerate(curves.items()):
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        n = max(len(r) for r in runs)
+        M = np.array([r + [r[-1]] * (n - len(r)) for r in runs])
+        x = np.arange(1, n + 1)
+        ax.plot(x, np.median(M, axis=0), color=f"C{i}", label=f"{label} ({len(runs)} runs)")
+        ax.fill_between(x, M.min(axis=0), M.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
+    for lv in levels:
+        ax.axhline(lv, color="grey", ls="--", lw=0.8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("measurements")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["hv_curve", "measurements_to_reach", "plot_hv_comparison", "plot_search", "write_csv"]

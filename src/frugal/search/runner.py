@@ -4,41 +4,18 @@ measurements is spent. A stored search resumes where it stopped."""
 
 from __future__ import annotations
 
-import multiprocessing
-import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
 from frugal.search.algorithms import Algorithm
+from frugal.search.executors import Executor, LocalExecutor, measure
 from frugal.search.pareto import FrontTracker
 from frugal.search.problems import Problem
 from frugal.search.store import SearchStore
 
-_PROBLEM: Problem | None = None
 STALL_ROUNDS = 20  # proposals in a row with nothing new before random samples fill in
-
-
-def _init(problem: Problem) -> None:
-    global _PROBLEM
-    _PROBLEM = problem
-
-
-def measure(
-    config: dict, problem: Problem | None = None
-) -> tuple[list[float] | None, float, str | None]:
-    """(objectives, seconds, error) of one configuration; an exception becomes the error."""
-    problem = problem or _PROBLEM
-    t0 = time.perf_counter()
-    try:
-        f = [float(v) for v in problem.evaluate(config)]
-        if len(f) != len(problem.objectives) or not all(np.isfinite(f)):
-            raise ValueError(f"objectives {f} are not {len(problem.objectives)} finite numbers")
-        return f, time.perf_counter() - t0, None
-    except Exception as exc:  # recorded in the store; the search goes on
-        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 @dataclass
@@ -70,37 +47,37 @@ def run_search(
     store: SearchStore,
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[dict]:
     """Measure up to `budget` configurations in total (earlier stored ones count); returns
-    the store's rows."""
+    the store's rows. Measurements run on `executor` (default: `workers` local processes);
+    each is stored as it completes, and the algorithm sees a round's results in the order it
+    proposed them, so the search does not depend on which worker finished first."""
     if budget < 1:
         raise ValueError("budget must be >= 1")
     space = problem.space
     rows = store.rows()
     history = [(r["config"], r["objectives"]) for r in rows if r["objectives"] is not None]
     failed = sum(r["objectives"] is None for r in rows)
-    pool = None
-    if workers > 1:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, ctx, _init, (problem,))
     stalls, round_ = 0, max((r["round"] for r in rows), default=0)
     penalty = np.finfo(float).max / 10
-
     tracker: list[FrontTracker] = []  # made once the reference point is known
 
-    def report() -> None:
+    def report(f: list[float] | None) -> None:
         if not on_progress:
             return
-        if not tracker and history:
-            ref = reference_point(problem, store, np.array([f for _, f in history]))
-            tracker.append(FrontTracker(np.array(ref)))
-            for _, f in history[:-1]:
-                tracker[0].add(f)
-        if tracker and history:
-            tracker[0].add(history[-1][1])
+        if not tracker and (history or f is not None):
+            seen = [g for _, g in history] + ([f] if f is not None else [])
+            tracker.append(FrontTracker(np.array(reference_point(problem, store, np.array(seen)))))
+            for _, g in history:
+                tracker[0].add(g)
+        if tracker and f is not None:
+            tracker[0].add(f)
         hv = tracker[0].hypervolume if tracker else None
         on_progress(Progress(len(store), budget, hv, failed))
 
+    own = executor is None
+    executor = executor or LocalExecutor(problem, workers)
     try:
         while len(store) < budget:
             batch = algorithm.propose(history)
@@ -119,35 +96,23 @@ def run_search(
                     break  # every valid configuration is measured
                 batch, stalls = new, 0
             round_ += 1
-            for c, (f, secs, err) in _measure_all(new[: budget - len(store)], problem, pool):
+            results = {}
+            for c, (f, secs, err) in executor.map(new[: budget - len(store)]):
                 store.add(space.key(c), c, f, secs, err, round_)
-                if f is None:
-                    failed += 1
-                else:
-                    history.append((c, f))
-                report()
+                results[space.key(c)] = f
+                failed += f is None
+                report(f)
+            history += [(c, results[space.key(c)]) for c in new
+                        if results.get(space.key(c)) is not None]  # fmt: skip
             stored = {r["key"]: r["objectives"] for r in store.rows()}
             algorithm.observe(
                 batch, [stored.get(space.key(c)) or [penalty] * len(problem.objectives)
                         for c in batch],
             )  # fmt: skip
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        if own:
+            executor.close()
     return store.rows()
-
-
-def _measure_all(configs, problem, pool):
-    """(config, result) pairs as each measurement completes."""
-    if pool is None:
-        for c in configs:
-            yield c, measure(c, problem)
-        return
-    running: dict[Future, dict] = {pool.submit(measure, c): c for c in configs}
-    while running:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
-        for fut in done:
-            yield running.pop(fut), fut.result()
 
 
 __all__ = ["Progress", "measure", "reference_point", "run_search"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from frugal.search.algorithms import make_algorithm
+from frugal.search.executors import make_executor
 from frugal.search.problems import SYNTHETIC, Problem
 from frugal.search.report import hv_curve, plot_search, write_csv
 from frugal.search.runner import Progress, reference_point, run_search
@@ -62,8 +63,10 @@ def run_named(
     folder: str | Path = "results/search",
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
+    ray_address: str | None = None,
 ) -> dict:
-    """Run or resume the search called `name`; write measurements.csv, pareto.png and
+    """Run or resume the search called `name` (measured by `workers` local processes, or by
+    Ray workers when `ray_address` is given); write measurements.csv, pareto.png and
     hypervolume.png beside its store; return the paths and the final hypervolume."""
     problem = make_problem(cfg.problem)
     kw = {"generations": cfg.generations} if cfg.algorithm == "linas" else {}
@@ -81,7 +84,8 @@ def run_named(
                     f"search {name!r} was started as {same}; pick another --name to change them"
                 )
         store.set_meta("config", cfg.to_dict())
-        rows = run_search(problem, algorithm, cfg.budget, store, workers, on_progress)
+        with make_executor(problem, workers, ray_address) as executor:
+            rows = run_search(problem, algorithm, cfg.budget, store, workers, on_progress, executor)
         F = np.array([r["objectives"] for r in rows if r["objectives"] is not None])
         ref = reference_point(problem, store, F)
     curve = hv_curve(rows, ref) if ref is not None else []
@@ -99,4 +103,35 @@ def run_named(
     }
 
 
-__all__ = ["PROBLEMS", "SearchConfig", "make_problem", "run_named"]
+def compare_named(folder: str | Path = "results/search") -> list[Path]:
+    """Hypervolume against measurements of every search stored under `folder`, one plot per
+    problem (`compare_<problem>.png`), all on one reference point: the problem's fixed one,
+    else the component-wise worst of the searches' recorded points."""
+    from frugal.search.report import plot_hv_comparison
+
+    by_problem: dict[str, list] = {}
+    for path in sorted(Path(folder).glob("*/store.sqlite")):
+        with SearchStore(path) as store:
+            cfg, ref, rows = (
+                store.get_meta("config"),
+                store.get_meta("reference_point"),
+                store.rows(),
+            )
+        if cfg is not None and rows:
+            by_problem.setdefault(cfg["problem"], []).append((path.parent.name, cfg, ref, rows))
+    if not by_problem:
+        raise ValueError(f"no stored search under {folder}")
+    out = []
+    for pname, runs in by_problem.items():
+        refs = [r for _, _, r, _ in runs if r is not None]
+        if not refs:
+            continue
+        ref = np.max(np.array(refs), axis=0).tolist()
+        curves = {f"{name} ({cfg['algorithm']})": [hv_curve(rows, ref)]
+                  for name, cfg, _, rows in runs}  # fmt: skip
+        path = Path(folder) / f"compare_{pname}.png"
+        out.append(plot_hv_comparison(curves, path, f"{pname}: reference point {ref}", log_x=False))
+    return out
+
+
+__all__ = ["PROBLEMS", "SearchConfig", "compare_named", "make_problem", "run_named"]

@@ -58,10 +58,14 @@ Param = Categorical | Integer | Ordinal
 
 
 class SearchSpace:
-    """Parameters plus constraints (functions of a config that must return True)."""
+    """Parameters plus constraints (functions of a config that must return True); optionally
+    restricted to a finite list of candidate configurations (a measured sample of a space)."""
 
     def __init__(
-        self, params: Sequence[Param], constraints: Sequence[Callable[[Config], bool]] = ()
+        self,
+        params: Sequence[Param],
+        constraints: Sequence[Callable[[Config], bool]] = (),
+        candidates: Sequence[Config] | None = None,
     ):
         names = [p.name for p in params]
         if len(set(names)) != len(names):
@@ -71,6 +75,20 @@ class SearchSpace:
                 raise ValueError(f"parameter {p.name!r} needs distinct values")
         self.params = list(params)
         self.constraints = list(constraints)
+        self.candidates: list[Config] | None = None
+        if candidates is not None:
+            for c in candidates:
+                self.check(c)
+            unique = {self.key(c): c for c in candidates if self.is_valid(c)}
+            if not unique:
+                raise ValueError("no valid candidate configuration")
+            self.candidates = list(unique.values())
+            self._candidate_keys = set(unique)
+            self._candidate_codes = self.encode(self.candidates)
+
+    def restrict(self, candidates: Sequence[Config]) -> SearchSpace:
+        """The same parameters and constraints, limited to `candidates`."""
+        return SearchSpace(self.params, self.constraints, candidates)
 
     @property
     def names(self) -> list[str]:
@@ -97,7 +115,19 @@ class SearchSpace:
                 raise ValueError(f"{p.name}={config[p.name]!r} is not one of {list(p.values)}")
 
     def is_valid(self, config: Config) -> bool:
+        if self.candidates is not None and self.key(config) not in self._candidate_keys:
+            return False
         return all(c(config) for c in self.constraints)
+
+    def snap(self, idx: np.ndarray) -> np.ndarray:
+        """Each row of value indices moved to the nearest candidate (Euclidean in the one-hot
+        encoding: mismatched categoricals plus distance of values); unchanged without
+        candidates."""
+        if self.candidates is None:
+            return np.asarray(idx)
+        codes = self.encode_indices(idx)
+        d = ((codes[:, None, :] - self._candidate_codes[None, :, :]) ** 2).sum(axis=2)
+        return np.array([self.to_indices(self.candidates[j]) for j in d.argmin(axis=1)])
 
     def to_indices(self, config: Config) -> np.ndarray:
         return np.array([p.values.index(config[p.name]) for p in self.params])
@@ -116,6 +146,9 @@ class SearchSpace:
         self, n: int, rng: np.random.Generator, exclude: set[str] = frozenset(), tries: int = 100
     ) -> list[Config]:
         """Up to `n` distinct valid configurations, none of whose keys is in `exclude`."""
+        if self.candidates is not None:
+            free = [c for c in self.candidates if self.key(c) not in exclude]
+            return [free[i] for i in rng.permutation(len(free))[:n]]
         out, seen = [], set(exclude)
         for _ in range(n * tries):
             if len(out) == n:

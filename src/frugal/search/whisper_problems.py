@@ -14,6 +14,11 @@ JOINT_FORMATS = ("bf16", "mxint8", "mxfp6", "mxint4", "mxfp4")
 JOINT_SPARSITIES = (0.0, 0.2, 0.4, 0.6, 0.8)
 
 
+def dense_is_canonical(config: Config) -> bool:
+    """A dense encoder has no drop layer: one canonical config (layer 1) instead of several."""
+    return config["sparsity"] > 0 or config["sparsify_layer"] == 1
+
+
 @dataclass
 class WhisperJoint(Problem):
     """Sparsification (layer, sparsity) × a weight format per encoder/decoder block."""
@@ -23,6 +28,7 @@ class WhisperJoint(Problem):
     utterances: int = 24
     seed: int = 0
     max_tokens: int = 128  # caps decoding of broken configurations (they loop)
+    threads: int | None = None  # torch threads per measuring process (None: torch's default)
     formats: tuple[str, ...] = JOINT_FORMATS
     sparsities: tuple[float, ...] = JOINT_SPARSITIES
     name: str = "whisper-joint"
@@ -38,8 +44,7 @@ class WhisperJoint(Problem):
             *(Categorical(f"enc{i}", tuple(self.formats)) for i in range(self.enc_layers)),
             *(Categorical(f"dec{i}", tuple(self.formats)) for i in range(self.dec_layers)),
         ]
-        # a dense encoder has no drop layer: one canonical config instead of several
-        self.space = SearchSpace(params, [lambda c: c["sparsity"] > 0 or c["sparsify_layer"] == 1])
+        self.space = SearchSpace(params, [dense_is_canonical])
 
     def __getstate__(self) -> dict:  # worker processes load their own copy
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
@@ -47,6 +52,11 @@ class WhisperJoint(Problem):
     def _asr(self):
         if getattr(self, "_cache_asr", None) is None:
             from frugal.models.whisper import load_whisper
+
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
 
             self._cache_asr = load_whisper(self.model)
         return self._cache_asr
@@ -58,6 +68,16 @@ class WhisperJoint(Problem):
             data = load_dataset(self.data)
             self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
         return self._cache_utts
+
+    def reference_point(self) -> list[float]:
+        """WER 100% and 1.1 × the blocks' storage in bf16 (Mbit)."""
+        from frugal.nn.surgery import matching_linears
+
+        model = self._asr().model
+        names = [n for stack in ("encoder", "decoder")
+                 for n in matching_linears(model, f"model.{stack}.layers.*")]  # fmt: skip
+        elements = sum(model.get_submodule(n).weight.numel() for n in names)
+        return [100.0, 1.1 * 16 * elements / 1e6]
 
     def quant_config(self, config: Config):
         from frugal.nn import QuantConfig, QuantRule
@@ -106,6 +126,7 @@ class WhisperSubnet(Problem):
     utterances: int = 24
     seed: int = 0
     max_tokens: int = 128
+    threads: int | None = None
     name: str = "whisper-subnet"
     objectives: tuple[str, ...] = ("wer", "mparams")
     space: SearchSpace = field(init=False)
@@ -119,6 +140,12 @@ class WhisperSubnet(Problem):
             Ordinal("enc_ffn", _widths(c.encoder_ffn_dim)),
             Ordinal("dec_ffn", _widths(c.decoder_ffn_dim)),
         ])  # fmt: skip
+
+    def reference_point(self) -> list[float]:
+        """WER 100% and 1.1 × the full model's block parameters (millions)."""
+        from frugal.search.supernet import block_params
+
+        return [100.0, 1.1 * block_params(self._asr().model) / 1e6]
 
     __getstate__ = WhisperJoint.__getstate__
     _asr = WhisperJoint._asr

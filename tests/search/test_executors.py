@@ -1,0 +1,71 @@
+"""Where measurements run: a local Ray cluster gives the same search as local processes for
+the same seed; failures on Ray workers are recorded; a bad address is a one-line error."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from frugal.search.algorithms import make_algorithm
+from frugal.search.executors import LocalExecutor, RayExecutor, make_executor
+from frugal.search.problems import DiscreteZDT1, Problem
+from frugal.search.runner import run_search
+from frugal.search.store import SearchStore
+
+from .test_runner import Flaky
+
+
+class Jittery(Problem):
+    """ZDT1 whose measurements take uneven times, so workers finish out of order."""
+
+    name, objectives = "jittery", ("f1", "f2")
+
+    def __init__(self):
+        self.base = DiscreteZDT1()
+        self.space = self.base.space
+
+    def evaluate(self, config):
+        import time
+
+        time.sleep(0.01 * (config["x1"] % 4))
+        return self.base.evaluate(config)
+
+
+def test_an_unreachable_ray_address_is_a_one_line_error():
+    with pytest.raises(ValueError, match="cannot reach Ray"):
+        RayExecutor(DiscreteZDT1(), address="ray://127.0.0.1:9", workers=1)
+    assert not ray.is_initialized()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _search(problem, executor, store_path, alg="linas"):
+    kw = {"generations": 15} if alg == "linas" else {}
+    a = make_algorithm(alg, problem.space, 2, batch=8, seed=5, **kw)
+    with SearchStore(store_path) as store:
+        rows = run_search(problem, a, 40, store, executor=executor)
+    return {r["key"]: (r["objectives"], r["round"], r["error"]) for r in rows}
+
+
+def test_a_ray_run_equals_a_local_run_for_the_same_seed(local_ray, tmp_path):
+    p = Jittery()
+    with RayExecutor(p, workers=2) as ex:
+        on_ray = _search(p, ex, tmp_path / "ray.sqlite")
+    with LocalExecutor(p, workers=2) as ex:
+        local = _search(p, ex, tmp_path / "local.sqlite")
+    assert len(on_ray) == 40
+    assert on_ray == local
+
+
+def test_failures_on_ray_workers_are_recorded(local_ray, tmp_path):
+    p = Flaky()
+    with make_executor(p, workers=2, ray_address="auto") as ex:
+        rows = _search(p, ex, tmp_path / "s.sqlite", alg="random")
+    errors = [e for _, _, e in rows.values() if e]
+    assert errors and all("out of memory" in e for e in errors)
+    assert len(rows) == 40
