@@ -118,6 +118,12 @@ def test_predictor_choice_and_errors():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 3))
     assert Predictor("auto").fit(X, 2 * X[:, 0] - X[:, 1]).chosen_ == "ridge"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two measurements: ridge, without numerical warnings
+        few = Predictor("auto").fit(X[:2], np.array([1.0, 2.0]))
+    assert few.chosen_ == "ridge" and np.isfinite(few.predict(X[:5])).all()
     assert Predictor("auto").fit(X, X[:, 0] ** 2).chosen_ == "svr"
     with pytest.raises(ValueError, match="unknown predictor"):
         Predictor("gp")

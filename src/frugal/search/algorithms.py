@@ -125,6 +125,7 @@ class Predictor:
     cross-validated error on everything measured so far."""
 
     CHOICES = ("ridge", "svr", "stack")
+    MIN_CV = 10  # measurements needed before the choice is made by cross-validation
 
     def __init__(self, kind: str = "auto", seed: int = 0):
         if kind != "auto" and kind not in self.CHOICES:
@@ -154,6 +155,8 @@ class Predictor:
         self._mu, self._sd = mu, sd
         z = (y - mu) / sd
         kind = self.kind
+        if kind == "auto" and len(y) < self.MIN_CV:
+            kind = "ridge"  # too few measurements to choose by cross-validation
         if kind == "auto":
             folds = KFold(min(5, len(y)), shuffle=True, random_state=self.seed)
             scores = {
