@@ -68,12 +68,17 @@ def run(problem, alg: str, seed: int, budget: int, batch: int, generations: int)
         with contextlib.suppress(_Reached):
             run_search(problem, a, budget, store, on_progress=stop)
         rows = store.rows()
+    return _scored(rows, ref, best, budget, time.perf_counter() - t0)
+
+
+def _scored(rows: list[dict], ref, best: float, budget: int, seconds: float) -> dict:
+    """A run's HV curve as a fraction of the reference HV, and when it reached each level."""
     curve = [v / best for v in hv_curve(rows, ref)]
     return {
         "budget": budget,
         "final": curve[-1],
         "reach": {str(lv): measurements_to_reach(curve, lv) for lv in LEVELS},
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "curve": [round(v, 5) for v in curve],
     }
 
@@ -137,14 +142,8 @@ def run_dynast(python: str, pname: str, seed: int, budget: int, population: int)
     F = json.loads(out.stdout[out.stdout.rindex('{"problem"') :])["objectives"]
     ref = problem.reference_point()
     best = hypervolume(problem.true_front(), np.array(ref))
-    curve = [v / best for v in hv_curve([{"objectives": f} for f in F], ref)]
-    return {
-        "budget": budget,
-        "final": curve[-1],
-        "reach": {str(lv): measurements_to_reach(curve, lv) for lv in LEVELS},
-        "seconds": time.perf_counter() - t0,
-        "curve": [round(v, 5) for v in curve],
-    }
+    rows = [{"objectives": f} for f in F]
+    return _scored(rows, ref, best, budget, time.perf_counter() - t0)
 
 
 def _cell(vals: list[int | None], budget: int) -> str:
