@@ -5,7 +5,11 @@ configuration of the problem's space, and the metric functions DyNAS-T accepts m
 Run with a Python that holds dynast, transformers < 5 and torch (frugal's own environment
 has transformers 5, which dynast cannot import), with frugal's src on PYTHONPATH:
 
-    PYTHONPATH=src /path/to/dynast-venv/bin/python benchmarks/dynast_linas.py \
+    python3 -m venv /tmp/dynvenv
+    /tmp/dynvenv/bin/pip install torch==2.13.0 'transformers<5' pandas autograd \
+        'pymoo>=0.6.1,<0.7' scikit-learn scipy requests numba
+    /tmp/dynvenv/bin/pip install --no-deps dynast==1.6.0
+    PYTHONPATH=src /tmp/dynvenv/bin/python benchmarks/dynast_linas.py \
         --problem zdt1 --seed 0 --budget 300 --population 10
 
 dynast imports torchvision, fairseq and torchprofile at module level but this route never
