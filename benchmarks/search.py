@@ -89,7 +89,7 @@ def whisper_pool(path: Path, size: int, workers: int, seed: int = 1234) -> list[
     from frugal.search.algorithms import RandomSearch
     from frugal.search.whisper_problems import WhisperJoint
 
-    problem = WhisperJoint(**POOL_PROBLEM, threads=1)
+    problem = WhisperJoint(**POOL_PROBLEM)
     path.parent.mkdir(parents=True, exist_ok=True)
     with SearchStore(path) as store:
         old = store.get_meta("problem")

@@ -3,6 +3,7 @@ the same seed; failures on Ray workers are recorded; a bad address is a one-line
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import ray
 
@@ -29,6 +30,30 @@ class Jittery(Problem):
 
         time.sleep(0.01 * (config["x1"] % 4))
         return self.base.evaluate(config)
+
+
+class Threads(Problem):
+    """Reports the torch threads of the process that measures it."""
+
+    name, objectives = "threads", ("threads", "zero")
+
+    def __init__(self):
+        self.space = DiscreteZDT1().space
+
+    def evaluate(self, config):
+        import torch
+
+        return [float(torch.get_num_threads()), 0.0]
+
+
+def test_local_workers_share_the_cpu_threads():
+    import os
+
+    p = Threads()
+    configs = p.space.sample(4, np.random.default_rng(0))
+    with LocalExecutor(p, workers=2) as ex:
+        got = {f[0] for _, (f, _, _) in ex.map(configs)}
+    assert got == {float(max(1, (os.cpu_count() or 1) // 2))}
 
 
 def test_an_unreachable_ray_address_is_a_one_line_error():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -55,7 +56,7 @@ class Executor(ABC):
 
 class LocalExecutor(Executor):
     """`workers` == 1: measure here, one after another; more: that many spawned processes,
-    each holding its own copy of the problem."""
+    each holding its own copy of the problem and an equal share of the CPU threads."""
 
     def __init__(self, problem: Problem, workers: int = 1):
         super().__init__(problem)
@@ -65,7 +66,8 @@ class LocalExecutor(Executor):
         self._pool = None
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem,))
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem, threads))
 
     def map(self, configs):
         if self._pool is None:
@@ -84,9 +86,15 @@ class LocalExecutor(Executor):
             self._pool = None
 
 
-def _init(problem: Problem) -> None:
+def _init(problem: Problem, threads: int) -> None:
+    """A worker's start: its problem, and its share of threads (read by torch/BLAS at import;
+    set directly where torch is already loaded), so workers do not oversubscribe the CPU."""
     global _PROBLEM
     _PROBLEM = problem
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class RayExecutor(Executor):

@@ -108,7 +108,6 @@ class TableProblem(Problem):
         base: Problem,
         rows: list[dict],
         reference: list[float] | None = None,
-        delay: float = 0.0,
     ):
         self.name = f"{base.name}-table"
         self.objectives = tuple(base.objectives)
@@ -118,11 +117,8 @@ class TableProblem(Problem):
         self.space = base.space.restrict([r["config"] for r in ok])
         self.table = {self.space.key(r["config"]): list(r["objectives"]) for r in ok}
         self._ref = reference or base.reference_point()
-        self.delay = delay
 
     def evaluate(self, config: Config) -> list[float]:
-        if self.delay:
-            time.sleep(self.delay)
         key = self.space.key(config)
         if key not in self.table:
             raise ValueError(f"configuration not in the table: {key}")

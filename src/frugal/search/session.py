@@ -3,7 +3,6 @@ name resumes it (same problem, algorithm and seed, or a one-line error)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,8 +69,6 @@ def run_named(
     Ray workers when `ray_address` is given); write measurements.csv, pareto.png and
     hypervolume.png beside its store; return the paths and the final hypervolume."""
     problem = make_problem(cfg.problem)
-    if getattr(problem, "threads", 0) is None and workers > 1 and not ray_address:
-        problem.threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription
     kw = {"generations": cfg.generations} if cfg.algorithm == "linas" else {}
     algorithm = make_algorithm(
         cfg.algorithm, problem.space, len(problem.objectives), batch=cfg.batch, seed=cfg.seed, **kw

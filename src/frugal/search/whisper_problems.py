@@ -28,7 +28,6 @@ class WhisperJoint(Problem):
     utterances: int = 24
     seed: int = 0
     max_tokens: int = 128  # caps decoding of broken configurations (they loop)
-    threads: int | None = None  # torch threads per measuring process (None: torch's default)
     formats: tuple[str, ...] = JOINT_FORMATS
     sparsities: tuple[float, ...] = JOINT_SPARSITIES
     name: str = "whisper-joint"
@@ -52,11 +51,6 @@ class WhisperJoint(Problem):
     def _asr(self):
         if getattr(self, "_cache_asr", None) is None:
             from frugal.models.whisper import load_whisper
-
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
 
             self._cache_asr = load_whisper(self.model)
         return self._cache_asr
@@ -126,7 +120,6 @@ class WhisperSubnet(Problem):
     utterances: int = 24
     seed: int = 0
     max_tokens: int = 128
-    threads: int | None = None
     name: str = "whisper-subnet"
     objectives: tuple[str, ...] = ("wer", "mparams")
     space: SearchSpace = field(init=False)
