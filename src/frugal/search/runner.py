@@ -58,6 +58,7 @@ def run_search(
     space = problem.space
     rows = store.rows()
     history = [(r["config"], r["objectives"]) for r in rows if r["objectives"] is not None]
+    known = {r["key"]: r["objectives"] for r in rows}  # every stored result, failures as None
     failed = sum(r["objectives"] is None for r in rows)
     stalls, round_ = 0, max((r["round"] for r in rows), default=0)
     penalty = np.finfo(float).max / 10
@@ -99,14 +100,13 @@ def run_search(
             results = {}
             for c, (f, secs, err) in executor.map(new[: budget - len(store)]):
                 store.add(space.key(c), c, f, secs, err, round_)
-                results[space.key(c)] = f
+                results[space.key(c)] = known[space.key(c)] = f
                 failed += f is None
                 report(f)
             history += [(c, results[space.key(c)]) for c in new
                         if results.get(space.key(c)) is not None]  # fmt: skip
-            stored = {r["key"]: r["objectives"] for r in store.rows()}
             algorithm.observe(
-                batch, [stored.get(space.key(c)) or [penalty] * len(problem.objectives)
+                batch, [known.get(space.key(c)) or [penalty] * len(problem.objectives)
                         for c in batch],
             )  # fmt: skip
     finally:
