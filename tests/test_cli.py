@@ -1,8 +1,14 @@
+import itertools
 import json
 
+import numpy as np
+import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from frugal.cli import app
+from frugal.tasks.asr.metrics import word_errors
+from frugal.tasks.asr.subtitles import parse_subtitles
 
 runner = CliRunner()
 
@@ -46,3 +52,69 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert res.exit_code == 2 and "data not found" in res.stderr
     res = runner.invoke(app, ["transcribe", "x.wav", "--format", "xml"])
     assert res.exit_code == 2 and "unknown format" in res.stderr
+    res = runner.invoke(app, ["transcribe", "x.wav", "--long-form", "parallel"])
+    assert res.exit_code == 2 and "unknown long-form mode" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def long_wav(builtin, tmp_path_factory):
+    """40 s: utterances 42.. joined with 0.4 s pauses, and its reference text."""
+    pause = np.zeros(6400, np.float32)
+    utts = [builtin[i] for i in range(42, 51)]
+    audio = np.concatenate([x for u in utts for x in (u.load(), pause)])
+    path = tmp_path_factory.mktemp("long") / "talk.wav"
+    sf.write(path, audio, 16000)
+    return path, " ".join(u.text for u in utts), len(audio) / 16000
+
+
+@pytest.mark.parametrize("mode", ["sequential", "batched"])
+def test_transcribe_long_file_as_subtitles(long_wav, mode):
+    path, reference, duration = long_wav
+    assert duration > 35
+    res = runner.invoke(app, ["transcribe", str(path), "-f", "srt", "--long-form", mode])
+    assert res.exit_code == 0, res.output
+    cues = parse_subtitles(res.stdout)
+    assert len(cues) >= 5 and cues[-1].end > 30 and cues[-1].end <= duration
+    assert all(a.end <= b.start + 0.02 for a, b in itertools.pairwise(cues))
+    s, d, i, n = word_errors(reference, " ".join(c.text for c in cues))
+    assert (s + d + i) / n < 0.35  # windows without timestamps lost half the words here
+    vtt = runner.invoke(app, ["transcribe", str(path), "-f", "vtt", "--long-form", mode])
+    assert vtt.stdout.startswith("WEBVTT") and len(parse_subtitles(vtt.stdout)) == len(cues)
+
+
+def test_transcribe_json_carries_segments(long_wav):
+    path, _, duration = long_wav
+    res = runner.invoke(app, ["transcribe", str(path), "-f", "json"])
+    row = json.loads(res.stdout)
+    assert row["decoding"] == "sequential" and row["windows"] >= 2
+    segs = row["segments"]
+    assert segs and all(0 <= g["start"] <= g["end"] <= duration for g in segs)
+    assert " ".join(g["text"] for g in segs) == row["text"]
+
+
+def test_eval_uses_long_form_for_long_utterances(long_wav, builtin, tmp_path):
+    path, reference, _ = long_wav
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"audio": str(path), "text": reference}]
+    rows.append({"audio": str(builtin[0].audio_path), "text": builtin[0].text})
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["eval", "--data", str(manifest), "--warmup", "0", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads(out.read_text())
+    assert [r["decoding"] for r in saved["rows"]] == ["sequential", "short"]
+    assert saved["summary"]["long_form_utterances"] == 1
+    assert saved["options"]["long_form"]["mode"] == "sequential"
+    assert saved["rows"][0]["word_errors"] / saved["rows"][0]["reference_words"] < 0.35
+
+
+def test_eval_where_every_row_fails_prints_an_empty_table(tmp_path):
+    manifest = tmp_path / "bad.jsonl"
+    (tmp_path / "bad.wav").write_bytes(b"garbage")
+    manifest.write_text(
+        '{"audio": "missing.wav", "text": "a"}\n{"audio": "bad.wav", "text": "b"}\n'
+    )
+    res = runner.invoke(app, ["eval", "--data", str(manifest), "--warmup", "0"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit | None)  # no crash
+    assert "missing.wav" in res.stderr and "bad.wav" in res.stderr
+    assert "WER %" in res.stdout and "—" in res.stdout

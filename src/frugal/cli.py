@@ -84,33 +84,97 @@ def models() -> None:
     out.print("Also: a faster-whisper folder (model.bin), a transformers folder, or a hub id.")
 
 
-def _srt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+LongFormOpt = Annotated[
+    str,
+    typer.Option(
+        "--long-form",
+        help="audio over 30 s (and every file in transcribe): sequential (seek through the "
+        "recording), batched (VAD chunks decoded in batches) or windows (fixed 30 s windows "
+        "without timestamps)",
+    ),
+]
+
+
+def _long_form_options(mode: str, **kwargs):
+    from frugal.tasks.asr.longform import LongFormOptions
+
+    try:
+        return LongFormOptions(mode=mode, **kwargs)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _audio_progress():
+    """A rich progress bar over seconds of audio on stderr (off when not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
 
 
 @app.command()
 def transcribe(
     audio: Annotated[list[Path], typer.Argument(help="audio files (wav, flac, ogg, mp3, m4a...)")],
     model: ModelOpt = "tiny.en",
-    format: Annotated[str, typer.Option("--format", "-f", help="text, json or srt")] = "text",
+    format: Annotated[str, typer.Option("--format", "-f", help="text, json, srt or vtt")] = "text",
+    long_form: LongFormOpt = "sequential",
     method: MethodOpt = "lean",
     beam_size: Annotated[int, typer.Option(help="beams (>1 uses generate())")] = 1,
     language: Annotated[str, typer.Option(help="language code, or 'auto' to detect")] = "en",
     batch_size: Annotated[int, typer.Option(help="windows decoded together")] = 8,
+    condition_on_previous_text: Annotated[
+        bool, typer.Option(help="prompt each window with the text before it")
+    ] = False,
+    no_speech_threshold: Annotated[
+        float, typer.Option(help="<|nospeech|> probability above which a window may be silent")
+    ] = 0.6,
+    logprob_threshold: Annotated[
+        float, typer.Option(help="mean log-probability below which a window is re-decoded")
+    ] = -1.0,
+    compression_ratio_threshold: Annotated[
+        float, typer.Option(help="gzip ratio above which a window's text loops")
+    ] = 2.4,
     sparsify: SparsifyOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Transcribe audio files; unreadable ones are reported and the rest still processed."""
+    """Transcribe audio files with timestamps; unreadable ones are reported and the rest
+    still processed."""
     from frugal.data import AudioError, load_audio
     from frugal.tasks.asr import DecodeOptions, Transcriber
+    from frugal.tasks.asr.subtitles import to_srt, to_vtt
 
-    if format not in ("text", "json", "srt"):
-        _fail(f"unknown format {format!r}: use text, json or srt")
+    if format not in ("text", "json", "srt", "vtt"):
+        _fail(f"unknown format {format!r}: use text, json, srt or vtt")
     _threads(threads)
+    lf = _long_form_options(
+        long_form,
+        condition_on_previous_text=condition_on_previous_text,
+        no_speech_threshold=no_speech_threshold,
+        logprob_threshold=logprob_threshold,
+        compression_ratio_threshold=compression_ratio_threshold,
+    )
     try:
         opts = DecodeOptions(
-            method, beam_size, None if language == "auto" else language, batch_size=batch_size
+            method,
+            beam_size,
+            None if language == "auto" else language,
+            batch_size=batch_size,
+            timestamps=True,
+            long_form=lf,
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -126,8 +190,12 @@ def transcribe(
         asr = _load(model)
         _check_sparsify(asr, encoder)
         tr = Transcriber(asr, opts, encoder=encoder)
-        with err.status(f"transcribing {len(loaded)} file(s)"):
-            results = tr.transcribe([a for _, a in loaded])
+        total = sum(len(a) for _, a in loaded) / 16000
+        with _audio_progress() as bar:
+            task = bar.add_task(f"transcribing {len(loaded)} file(s)", total=total)
+            results = tr.transcribe(
+                [a for _, a in loaded], progress=lambda sec: bar.advance(task, sec)
+            )
         for (path, _), res in zip(loaded, results, strict=True):
             if format == "text":
                 out.print(
@@ -139,17 +207,28 @@ def transcribe(
                     "text": res.text,
                     "duration_s": res.duration_s,
                     "language": res.language,
+                    "decoding": res.decoding,
+                    "windows": res.windows,
+                    "fallbacks": res.fallbacks,
+                    "skipped_silent": res.skipped,
+                    "segments": [
+                        {k: v for k, v in g.to_dict().items() if k not in ("tokens",)}
+                        for g in res.segments
+                    ],
                     "timings_ms": res.timings_ms,
                 }
                 sys.stdout.write(json.dumps(row) + "\n")
             else:
-                cues = [
-                    f"{k}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n"
-                    for k, (a, b, text) in enumerate(res.segments, 1)
-                ]
-                out.print(escape("\n".join(cues)), highlight=False)
+                sys.stdout.write((to_srt if format == "srt" else to_vtt)(res.segments))
     if failed:
         raise typer.Exit(1)
+
+
+def _num(value, spec: str) -> str:
+    """A number for a table, or an em dash when there is none (no utterance scored)."""
+    if value is None or value != value:
+        return "—"
+    return format(value, spec)
 
 
 def _eval_table(summary: dict) -> Table:
@@ -170,12 +249,12 @@ def _eval_table(summary: dict) -> Table:
         str(summary["data"]),
         str(summary["utterances"]),
         str(summary["failed"]),
-        f"{summary['wer_pct']:.2f}",
-        f"{summary['nll_per_token']:.4f}",
-        f"{summary['e2e_ms_median']:.1f}",
-        f"{summary['encoder_ms_median']:.1f}",
-        f"{summary['decoder_ms_median']:.1f}",
-        f"{summary['rtf_median']:.3f}",
+        _num(summary["wer_pct"], ".2f"),
+        _num(summary["nll_per_token"], ".4f"),
+        _num(summary["e2e_ms_median"], ".1f"),
+        _num(summary["encoder_ms_median"], ".1f"),
+        _num(summary["decoder_ms_median"], ".1f"),
+        _num(summary["rtf_median"], ".3f"),
     )
     return table
 
@@ -776,19 +855,22 @@ def eval_(
     limit: LimitOpt = None,
     method: MethodOpt = "lean",
     beam_size: int = 1,
+    long_form: LongFormOpt = "sequential",
     warmup: Annotated[int, typer.Option(help="untimed runs before measuring")] = 2,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="results JSON")] = None,
     sparsify: SparsifyOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Evaluate WER, token NLL and latency of a Whisper on a data set."""
+    """Evaluate WER, token NLL and latency of a Whisper on a data set (utterances over 30 s
+    go through long-form decoding)."""
     from frugal.data import load_dataset
     from frugal.tasks.asr import DecodeOptions, evaluate
 
     _threads(threads)
+    lf = _long_form_options(long_form)
     try:
         ds = load_dataset(data)
-        opts = DecodeOptions(method, beam_size, batch_size=1)
+        opts = DecodeOptions(method, beam_size, batch_size=1, long_form=lf)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     if limit is not None:
@@ -796,7 +878,7 @@ def eval_(
     encoder = _sparse_encoder(sparsify)
     asr = _load(model)
     _check_sparsify(asr, encoder)
-    result = evaluate(asr, ds, opts, warmup=warmup, progress=sys.stderr.isatty(), encoder=encoder)
+    result = evaluate(asr, ds, opts, warmup=warmup, progress=err.is_terminal, encoder=encoder)
     for row in result.failed:
         err.print(f"[red]error:[/red] {escape(str(row.error))}", highlight=False, soft_wrap=True)
     out.print(_eval_table(result.summary()))

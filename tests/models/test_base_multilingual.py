@@ -68,3 +68,16 @@ def test_base_lean_equals_generate_and_detects_english(base, builtin):
     assert [t.language for t in lean] == ["en"] * 4
     assert [t.tokens for t in lean] == [t.tokens for t in gen]
     assert "salt" in lean[0].text.lower()
+
+
+def test_long_form_detects_the_language_per_recording(base, builtin):
+    from frugal.tasks.asr.metrics import normalize_text
+
+    pause = np.zeros(6400, np.float32)
+    utts = [builtin[i] for i in range(2, 90, 11)]
+    audio = np.concatenate([x for u in utts for x in (u.load(), pause)])
+    res = Transcriber(base, DecodeOptions(language=None)).transcribe([audio])[0]
+    assert res.language == "en" and res.decoding == "sequential" and res.windows >= 2
+    words = normalize_text(" ".join(u.text for u in utts)).split()
+    found = set(normalize_text(res.text).split())
+    assert sum(w in found for w in words) >= 0.8 * len(words)

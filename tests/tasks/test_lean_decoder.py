@@ -106,3 +106,103 @@ def test_screened_argmax_is_exact(tiny_en):
         lean.proj = w
         lean._screen_setup()
         assert lean.argmax_logits(h[:1], bias).item() == j
+
+
+def _timestamp_rules(asr):
+    from frugal.tasks.asr.timestamps import TimestampRules
+
+    ids = asr.token_ids
+    return TimestampRules(ids["timestamp_begin"], ids["no_timestamps"], ids["eot"])
+
+
+def test_timestamped_tokens_equal_generate_with_return_timestamps(tiny_en, builtin):
+    from transformers.modeling_outputs import BaseModelOutput
+
+    tr = Transcriber(tiny_en)
+    feats = tr.features([u.load() for u in builtin.take(6)])
+    sot, eot = tiny_en.token_ids["sot"], tiny_en.token_ids["eot"]
+    with torch.inference_mode():
+        enc = tiny_en.model.model.encoder(feats).last_hidden_state
+        ref = tiny_en.model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+            decoder_input_ids=torch.tensor([[sot]] * 6),
+            return_timestamps=True,
+        )
+    ref = ref["sequences"] if isinstance(ref, dict) else ref
+    ref = [row[: row.index(eot)] if eot in row else row for row in ref.tolist()]
+    ours = LeanDecoder(tiny_en.model).decode(enc, [[sot]] * 6, timestamps=_timestamp_rules(tiny_en))
+    assert ours.tokens == ref
+    tb = tiny_en.token_ids["timestamp_begin"]
+    assert all(row[0] >= tb and row[-1] >= tb for row in ours.tokens)
+
+
+def test_timestamped_choice_and_logprob_match_the_full_fp32_computation(tiny_en):
+    """The screened step picks the token of the full computation (rules, forcing, argmax) and
+    its log-probability is within the screen's bound e of the exact one."""
+    lean = LeanDecoder(tiny_en.model)
+    rules = _timestamp_rules(tiny_en)
+    tb = rules.timestamp_begin
+    torch.manual_seed(1)
+    ln = tiny_en.model.model.decoder.layer_norm
+    histories = [[], [tb + 3, 11], [tb + 3, 11, 12, tb + 40], [tb, 5, tb + 9, tb + 9]] * 4
+    with torch.inference_mode():
+        h = ln(torch.randn(len(histories), 384) * 3)
+        bias = lean.suppress_bias + rules.mask(histories, lean.proj.shape[0])
+        token, logprob = lean._pick_timestamped(h, bias, rules)
+        full = rules.force(torch.nn.functional.linear(h.double(), lean.proj.double()) + bias)
+        exact = torch.log_softmax(full, dim=-1)
+    assert torch.equal(token, exact.argmax(-1))
+    hb = h.to(torch.bfloat16).float()
+    e = (
+        h.norm(dim=-1) * lean.max_row_err
+        + ((h - hb).norm(dim=-1) + 2.0**-6 * hb.norm(dim=-1)) * lean.max_row_norm
+    )
+    err = (logprob.double() - exact.gather(1, token[:, None])[:, 0]).abs()
+    assert (err <= e.double() + 1e-5).all(), (err, e)
+
+
+def test_sampling_is_reproducible_per_row(tiny_en, builtin):
+    tr = Transcriber(tiny_en)
+    feats = tr.features([u.load() for u in builtin.take(2)])
+    with torch.inference_mode():
+        enc = tiny_en.model.model.encoder(feats).last_hidden_state
+    lean, sot = LeanDecoder(tiny_en.model), tiny_en.token_ids["sot"]
+    rules = _timestamp_rules(tiny_en)
+
+    def gens(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    both = lean.decode(enc, [[sot]] * 2, timestamps=rules, temperature=1.0, generators=gens(3, 4))
+    one = lean.decode(enc[1:], [[sot]], timestamps=rules, temperature=1.0, generators=gens(4))
+    assert both.tokens[1] == one.tokens[0]
+    assert abs(both.sum_logprobs[1] - one.sum_logprobs[0]) < 1e-3
+    with pytest.raises(ValueError, match="Generator"):
+        lean.decode(enc, [[sot]] * 2, temperature=0.5)
+
+
+def test_score_is_the_teacher_forced_log_probability(tiny_en, builtin):
+    """Against a float64 run of transformers' model; the allowance is the error transformers'
+    own fp32 run makes on the same sequence (at least fp32's unit roundoff per token)."""
+    import copy
+
+    tr = Transcriber(tiny_en)
+    feats = tr.features([builtin[0].load()])
+    prompt = tiny_en.prompt_ids()
+    with torch.inference_mode():
+        enc = tiny_en.model.model.encoder(feats).last_hidden_state
+        lean = LeanDecoder(tiny_en.model)
+        cont = lean.greedy(enc, [prompt])[0]
+        seq = torch.tensor([[*prompt, *cont]])
+        target = torch.tensor([*cont, lean.eot])
+
+        def logprob(model, states):
+            logits = model(encoder_outputs=(states,), decoder_input_ids=seq).logits[0].double()
+            return float(
+                torch.log_softmax(logits[len(prompt) - 1 :], -1).gather(1, target[:, None]).sum()
+            )
+
+        exact = logprob(copy.deepcopy(tiny_en.model).double(), enc.double())
+        hf32 = logprob(tiny_en.model, enc)
+    got = lean.score(enc, [prompt], [cont]).sum_logprobs[0]
+    allowance = 8 * max(abs(hf32 - exact), 6e-8 * len(target) * abs(exact))
+    assert abs(got - exact) <= allowance, (got, exact, hf32)

@@ -7,6 +7,7 @@ import soundfile as sf
 import frugal
 from frugal.data import SpeechDataset, Utterance
 from frugal.tasks.asr import DecodeOptions, Transcriber, split_windows
+from frugal.tasks.asr.longform import LongFormOptions
 
 
 def test_split_windows():
@@ -15,14 +16,26 @@ def test_split_windows():
     assert [len(p) for p in parts] == [480000, 480000, 80000]
 
 
-def test_long_audio_is_transcribed_in_windows(tiny_en, builtin):
+def test_long_audio_in_fixed_windows_when_asked(tiny_en, builtin):
     a, b = builtin[1].load(), builtin[2].load()
     gap = np.zeros((16000 * 30) - len(a), np.float32)
     audio = np.concatenate([a, gap, b])  # second sentence starts in the second window
-    res = Transcriber(tiny_en).transcribe([audio])[0]
-    assert res.windows == 2 and len(res.segments) == 2
+    opts = DecodeOptions(long_form=LongFormOptions(mode="windows"))
+    res = Transcriber(tiny_en, opts).transcribe([audio])[0]
+    assert res.windows == 2 and len(res.segments) == 2 and res.decoding == "windows"
     assert "kettle" in res.text.lower() and "bus" in res.text.lower()
-    assert res.segments[1][0] == 30.0
+    assert res.segments[1].start == 30.0
+
+
+def test_long_audio_is_decoded_sequentially_with_timestamps(tiny_en, builtin):
+    a, b = builtin[1].load(), builtin[2].load()
+    gap = np.zeros((16000 * 30) - len(a), np.float32)
+    audio = np.concatenate([a, gap, b])  # second sentence starts right at 30 s
+    res = Transcriber(tiny_en).transcribe([audio])[0]
+    assert res.decoding == "sequential"
+    assert "kettle" in res.text.lower() and "bus" in res.text.lower()
+    bus = next(g for g in res.segments if "bus" in g.text.lower())
+    assert 29.0 <= bus.start <= 31.5 and bus.end <= len(audio) / 16000
 
 
 def test_beam_search_runs(tiny_en, builtin):

@@ -28,6 +28,12 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
     return out.astype(np.float32, copy=False)
 
 
+def peak_dbfs(audio: np.ndarray) -> float:
+    """Peak level in dB relative to full scale (1.0); -inf for empty or all-zero audio."""
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+
+
 def to_mono(audio: np.ndarray) -> np.ndarray:
     """Average the channels of a (samples, channels) array; mono passes through."""
     return audio.mean(axis=1) if audio.ndim == 2 else audio

@@ -19,22 +19,10 @@ from frugal.data.datasets import SpeechDataset
 from frugal.sparsify.whisper import SparsifyConfig, check_config, sparse_encoder
 from frugal.tasks.asr import DecodeOptions, Transcriber, evaluate
 from frugal.tasks.asr.evaluate import EvalResult, versions
+from frugal.tasks.asr.metrics import paired_bootstrap
 
 COARSE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINE_SCORES = ("attention_cumulative", "key_norm", "stride", "random")
-
-
-def paired_bootstrap(
-    errors: np.ndarray, base_errors: np.ndarray, words: np.ndarray, n: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """WER difference (percentage points) and its 95% interval, resampling utterances."""
-    rng = np.random.default_rng(seed)
-    diff = errors - base_errors
-    delta = 100.0 * diff.sum() / words.sum()
-    idx = rng.integers(0, len(words), size=(n, len(words)))
-    boot = 100.0 * diff[idx].sum(1) / words[idx].sum(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(delta), float(lo), float(hi)
 
 
 @dataclass

@@ -27,6 +27,9 @@ class UtteranceResult:
     nll: float | None = None  # summed over tokens, nats
     nll_tokens: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    decoding: str = "short"  # short (one window), or the long-form mode used
+    windows: int = 1
+    fallbacks: int = 0
     error: str | None = None
 
 
@@ -99,6 +102,7 @@ class EvalResult:
             "encoder_ms_median": lat["encoder_ms"].get("median"),
             "decoder_ms_median": lat["decoder_ms"].get("median"),
             "rtf_median": lat["rtf"].get("median"),
+            "long_form_utterances": sum(r.decoding != "short" for r in self.ok_rows),
         }
 
     def compare(self, baseline: EvalResult) -> dict:
@@ -145,9 +149,10 @@ def evaluate(
     options = options or DecodeOptions(batch_size=1)
     tr = Transcriber(asr, options, encoder=encoder)
     rows: list[UtteranceResult] = []
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
         task = bar.add_task(f"eval {asr.name}", total=len(data))
         warmed = False
         for utt in data:
@@ -177,6 +182,7 @@ def evaluate(
             else:  # long-form: NLL of a whole reference over several windows is undefined
                 t = tr.transcribe([audio])[0]
                 row.hypothesis, row.timings_ms = t.text, t.timings_ms
+                row.decoding, row.windows, row.fallbacks = t.decoding, t.windows, t.fallbacks
             if utt.text:
                 s, d, i, n = word_errors(utt.text, row.hypothesis)
                 row.word_errors, row.reference_words = s + d + i, n

@@ -8,13 +8,14 @@ same tokens as `generate()` with Whisper's suppress / begin-suppress rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from transformers import WhisperForConditionalGeneration
 
 from frugal.nn.modules import QuantMixin
+from frugal.tasks.asr.timestamps import TimestampRules
 
 
 @dataclass
@@ -34,6 +35,22 @@ class _Layer:
     b_fc1: torch.Tensor
     w_fc2: torch.Tensor
     b_fc2: torch.Tensor
+
+
+@dataclass
+class Decoded:
+    """Tokens of each row (no prompt, no end-of-text) with what long-form decoding needs:
+    the summed log-probability of the chosen tokens and of end-of-text (nats, under the
+    distribution after the decoding rules) and the probability of `<|nospeech|>` after
+    start-of-transcript."""
+
+    tokens: list[list[int]]
+    sum_logprobs: list[float] = field(default_factory=list)
+    no_speech_probs: list[float | None] = field(default_factory=list)
+
+    def avg_logprob(self, i: int) -> float:
+        """Mean log-probability per token, end-of-text included (Whisper's definition)."""
+        return self.sum_logprobs[i] / (len(self.tokens[i]) + 1)
 
 
 def _w(module: torch.nn.Module) -> torch.Tensor:
@@ -130,8 +147,8 @@ class LeanDecoder:
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
 
     def _forward(self, tokens: torch.Tensor, pos: int, cache, cross) -> torch.Tensor:
-        """Run `tokens` (B, S) at positions pos..pos+S-1; final hidden state of the last
-        position (B, d), layer-normed: logits are F.linear(h, proj)."""
+        """Run `tokens` (B, S) at positions pos..pos+S-1; final hidden states (B, S, d),
+        layer-normed: logits are F.linear(h, proj)."""
         b, s = tokens.shape
         h_, dh, d = self.n_heads, self.head_dim, self.d_model
         x = F.embedding(tokens, self.embed) + self.positions[pos : pos + s]
@@ -154,8 +171,7 @@ class LeanDecoder:
             x = x + F.linear(
                 F.gelu(F.linear(h, layer.w_fc1, layer.b_fc1)), layer.w_fc2, layer.b_fc2
             )
-        x = F.layer_norm(x[:, -1], (d,), *self.final_ln, self.eps)
-        return x
+        return F.layer_norm(x, (d,), *self.final_ln, self.eps)
 
     def _screen_setup(self) -> None:
         """bf16 copy of the output projection and the largest row error/norm for screening."""
@@ -174,26 +190,84 @@ class LeanDecoder:
         (Cauchy–Schwarz on the rounding of weights and input, plus a generous allowance for
         the bf16 product's own rounding), so only tokens within 2e of the best bf16 logit can
         be the maximum; their fp32 logits are computed exactly. Falls back to the full fp32
-        product when the screen keeps too many or the weights are not float32."""
+        product when the screen keeps too many or the weights are not float32. `bias` is (V,)
+        or one row per input (B, V)."""
+        return self._screened_max(h, bias)[0]
+
+    def _screened_max(
+        self, h: torch.Tensor, bias: torch.Tensor, rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(argmax, its exact fp32 logit, the screen's logits or None) over the first `rows`
+        vocabulary entries (all by default). The screen's logits are within e (see
+        `argmax_logits`) of the exact ones; None when the exact product was computed."""
+        rows = self.proj.shape[0] if rows is None else rows
+        bias = bias[..., :rows]
         if self.proj.dtype != torch.float32 or h.dtype != torch.float32:
-            return (F.linear(h, self.proj) + bias).argmax(-1)
+            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
         if not hasattr(self, "proj_bf16"):
             self._screen_setup()
         hb = h.to(torch.bfloat16)
-        approx = F.linear(hb, self.proj_bf16).float().add_(bias)
+        approx = F.linear(hb, self.proj_bf16[:rows]).float().add_(bias)
         e = (
             h.norm(dim=-1) * self.max_row_err
             + ((h - hb.float()).norm(dim=-1) + 2.0**-6 * hb.float().norm(dim=-1))
             * self.max_row_norm
         )
         top = approx.amax(-1)
-        if not torch.isfinite(top).all():
-            return (F.linear(h, self.proj) + bias).argmax(-1)
-        cand = (approx >= (top - 2 * e)[:, None]).any(0).nonzero()[:, 0]
+        live = top > float("-inf")  # rows whose every token is masked have no maximum
+        if not bool(torch.isfinite(top[live]).all()):
+            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
+        near = approx[live] >= (top[live] - 2 * e[live])[:, None]
+        cand = near.any(0).nonzero()[:, 0]
         if cand.numel() > 1024:
-            return (F.linear(h, self.proj) + bias).argmax(-1)
-        exact = F.linear(h, self.proj[cand]) + bias[cand]
-        return cand[exact.argmax(-1)]
+            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
+        if cand.numel() == 0:  # every row fully masked
+            return torch.zeros_like(top, dtype=torch.long), top, approx
+        exact = F.linear(h, self.proj[cand]) + (
+            bias[..., cand] if bias.dim() == 1 else bias[:, cand]
+        )
+        j, value = _argmax(exact)
+        return cand[j], torch.where(live, value, top), approx
+
+    def _pick_timestamped(
+        self, h: torch.Tensor, bias: torch.Tensor, rules: TimestampRules
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy token and its log-probability per row under Whisper's timestamp rules,
+        with the text part screened in bf16 (exact argmax) and the timestamps computed in
+        fp32. When no timestamp is forced, the log-probability's normalizer over the text
+        tokens comes from the screen, so it is within e (see `argmax_logits`) of the fp32 one."""
+        tb = rules.timestamp_begin
+        text_idx, text_val, approx = self._screened_max(h, bias, rows=tb)
+        stamps = F.linear(h, self.proj[tb:]) + bias[:, tb:]
+        lse_ts = torch.logsumexp(stamps, dim=-1)
+        ts_idx, ts_val = _argmax(stamps)
+        forced = lse_ts > text_val
+        if approx is None:  # exact text logits were computed: use them for the normalizer
+            approx = F.linear(h, self.proj[:tb]) + bias[:, :tb]
+        lse_all = torch.logaddexp(torch.logsumexp(approx, dim=-1), lse_ts)
+        token = torch.where(forced, ts_idx + tb, text_idx)
+        logprob = torch.where(forced, ts_val - lse_ts, text_val - lse_all)
+        return token, logprob
+
+    def _sample(
+        self,
+        h: torch.Tensor,
+        bias: torch.Tensor,
+        rules: TimestampRules | None,
+        temperature: float,
+        generators: list[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token sampled at `temperature` per row (one generator per row, so a row's draw does
+        not depend on its batch) and its log-probability (untempered, exact fp32)."""
+        logits = F.linear(h, self.proj) + bias
+        if rules is not None:
+            logits = rules.force(logits)
+        logprobs = F.log_softmax(logits, dim=-1)
+        probs = F.softmax(logits / temperature, dim=-1)
+        token = torch.cat(
+            [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+        )
+        return token, logprobs.gather(1, token[:, None])[:, 0]
 
     def _new_cache(self, batch: int, like: torch.Tensor):
         shape = (batch, self.n_heads, self.max_length, self.head_dim)
@@ -205,7 +279,8 @@ class LeanDecoder:
         b = encoder_out.shape[0]
         cross = self.cross_kv(encoder_out)
         tokens = torch.tensor([prompt] * b, device=encoder_out.device)
-        return F.linear(self._forward(tokens, 0, self._new_cache(b, encoder_out), cross), self.proj)
+        h = self._forward(tokens, 0, self._new_cache(b, encoder_out), cross)[:, -1]
+        return F.linear(h, self.proj)
 
     @torch.inference_mode()
     def greedy(
@@ -213,26 +288,106 @@ class LeanDecoder:
     ) -> list[list[int]]:
         """Greedy tokens after each prompt (prompts of equal length), up to and excluding
         end-of-text, for a batch of encoder outputs (B, T, d)."""
+        return self.decode(encoder_out, prompts, max_new_tokens=max_new_tokens).tokens
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        encoder_out: torch.Tensor,
+        prompts: list[list[int]],
+        max_new_tokens: int | None = None,
+        timestamps: TimestampRules | None = None,
+        temperature: float = 0.0,
+        generators: list[torch.Generator] | None = None,
+        sot_index: int | None = None,
+        no_speech_id: int | None = None,
+    ) -> Decoded:
+        """Decode a batch of encoder outputs (B, T, d) after prompts of equal length.
+
+        Greedy at temperature 0, else sampled (one seeded generator per row). With
+        `timestamps`, Whisper's timestamp rules apply and the log-probabilities are tracked;
+        with `no_speech_id`, the probability of that token after the prompt's start-of-
+        transcript (at `sot_index`) is returned too."""
         b = encoder_out.shape[0]
         if len(prompts) != b or len({len(p) for p in prompts}) != 1:
             raise ValueError("one prompt per batch item, all of the same length")
+        if temperature > 0 and (generators is None or len(generators) != b):
+            raise ValueError("sampling needs one torch.Generator per batch item")
+        track = timestamps is not None or temperature > 0
         p = len(prompts[0])
         limit = self.max_length - p
         max_new = limit if max_new_tokens is None else min(max_new_tokens, limit)
         cross = self.cross_kv(encoder_out)
         cache = self._new_cache(b, encoder_out)
-        h = self._forward(torch.tensor(prompts, device=encoder_out.device), 0, cache, cross)
+        hs = self._forward(torch.tensor(prompts, device=encoder_out.device), 0, cache, cross)
+        h = hs[:, -1]
+        no_speech: list[float | None] = [None] * b
+        if no_speech_id is not None:
+            at = hs[:, p - 1 if sot_index is None else sot_index]
+            no_speech = F.softmax(F.linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
         finished = torch.zeros(b, dtype=torch.bool, device=encoder_out.device)
-        out = []
+        sum_logprobs = torch.zeros(b, dtype=torch.float64)
+        out: list[torch.Tensor] = []
+        rows: list[list[int]] = [[] for _ in range(b)]
         for step in range(max_new):
-            nxt = self.argmax_logits(h, self.begin_bias if step == 0 else self.suppress_bias)
+            bias = self.begin_bias if step == 0 else self.suppress_bias
+            if timestamps is not None:
+                bias = bias + timestamps.mask(rows, bias.shape[0], bias.device).to(bias.dtype)
+            if temperature > 0:
+                nxt, logprob = self._sample(h, bias, timestamps, temperature, generators)
+            elif timestamps is not None:
+                nxt, logprob = self._pick_timestamped(h, bias, timestamps)
+            else:
+                nxt, logprob = self.argmax_logits(h, bias), None
+            if track:
+                sum_logprobs += torch.where(finished, 0.0, logprob.double())
             nxt = torch.where(finished, self.eot, nxt)
             out.append(nxt)
+            if timestamps is not None:
+                for row, t in zip(rows, nxt.tolist(), strict=True):
+                    row.append(t)
             finished |= nxt == self.eot
             if bool(finished.all()) or step == max_new - 1:
                 break
-            h = self._forward(nxt[:, None], p + step, cache, cross)
+            h = self._forward(nxt[:, None], p + step, cache, cross)[:, -1]
         if not out:
-            return [[] for _ in range(b)]
+            return Decoded([[] for _ in range(b)], [0.0] * b, no_speech)
         tokens = torch.stack(out, 1).tolist()
-        return [row[: row.index(self.eot)] if self.eot in row else row for row in tokens]
+        tokens = [row[: row.index(self.eot)] if self.eot in row else row for row in tokens]
+        return Decoded(tokens, sum_logprobs.tolist(), no_speech)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        encoder_out: torch.Tensor,
+        prompts: list[list[int]],
+        continuations: list[list[int]],
+        sot_index: int | None = None,
+        no_speech_id: int | None = None,
+    ) -> Decoded:
+        """Teacher-forced log-probability of each continuation plus end-of-text (nats, under
+        the plain model distribution: no decoding rules), e.g. for tokens from generate()."""
+        sums: list[float] = []
+        no_speech: list[float | None] = []
+        for i, (prompt, cont) in enumerate(zip(prompts, continuations, strict=True)):
+            seq = [*prompt, *cont, self.eot][: self.max_length + 1]
+            cross = self.cross_kv(encoder_out[i : i + 1])
+            cache = self._new_cache(1, encoder_out)
+            hs = self._forward(torch.tensor([seq[:-1]], device=encoder_out.device), 0, cache, cross)
+            logits = F.linear(hs[0], self.proj)
+            p = len(prompt)
+            target = torch.tensor(seq[p:], device=logits.device)
+            logprobs = F.log_softmax(logits[p - 1 :].double(), dim=-1)  # sums many terms
+            sums.append(float(logprobs.gather(1, target[:, None]).sum()))
+            if no_speech_id is None:
+                no_speech.append(None)
+            else:
+                at = p - 1 if sot_index is None else sot_index
+                no_speech.append(float(F.softmax(logits[at], dim=-1)[no_speech_id]))
+        return Decoded([list(c) for c in continuations], sums, no_speech)
+
+
+def _argmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(argmax, max value) along the last dimension."""
+    value, index = x.max(dim=-1)
+    return index, value

@@ -102,3 +102,16 @@ def token_nll(
         start, stop = len(p) - 1, len(r) - 1  # predictions of positions len(p)..len(r)-1
         result.append((float(-picked[i, start:stop].sum()), stop - start))
     return result
+
+
+def paired_bootstrap(
+    errors: np.ndarray, base_errors: np.ndarray, words: np.ndarray, n: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """WER difference (percentage points) and its 95% interval, resampling utterances."""
+    rng = np.random.default_rng(seed)
+    diff = errors - base_errors
+    delta = 100.0 * diff.sum() / words.sum()
+    idx = rng.integers(0, len(words), size=(n, len(words)))
+    boot = 100.0 * diff[idx].sum(1) / words[idx].sum(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(delta), float(lo), float(hi)

@@ -1,29 +1,45 @@
-"""Transcription with Whisper: features, encoder, then the lean greedy decoder or generate().
+"""Transcription with Whisper: features, encoder, then the lean decoder or generate().
 
-Audio longer than Whisper's 30 s window is cut into consecutive 30 s windows whose texts are
-joined. Timings are wall-clock milliseconds per batch, split into features, encoder, decoder.
+Audio of up to 30 s is one window decoded without timestamps (batched). Longer audio, or any
+audio when timestamps are asked for, goes through long-form decoding (`longform`): timestamped
+windows with seeking, temperature fallback and no-speech detection, over the whole recording
+(sequential) or over VAD chunks (batched). Timings are wall-clock milliseconds, split into
+features, encoder, decoder.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 
-from frugal.data.audio import SAMPLE_RATE
+from frugal.data.audio import SAMPLE_RATE, peak_dbfs
 from frugal.models.whisper import WhisperASR
 from frugal.tasks.asr.lean_decoder import LeanDecoder
+from frugal.tasks.asr.longform import (
+    LongFormOptions,
+    LongFormRunner,
+    Segment,
+    Stream,
+    WindowResult,
+    compression_ratio,
+    streams_for,
+)
+from frugal.tasks.asr.timestamps import TimestampRules
 
 WINDOW_S = 30.0  # Whisper's input window, seconds
 
 
 @dataclass
 class DecodeOptions:
-    """How to decode. `method`: "lean" (our greedy loop) or "generate" (transformers);
-    beams > 1 always go through generate(). `language` None detects it (multilingual)."""
+    """How to decode. `method`: "lean" (our decoder) or "generate" (transformers); beams > 1
+    always go through generate(). `language` None detects it (multilingual). `timestamps`:
+    decode every recording with timestamps (segments with real times), not only those over
+    30 s; `long_form` says how. A window whose peak level is below `silence_db` (dBFS) holds
+    no signal and is not decoded (Whisper hallucinates "you" on digital silence)."""
 
     method: str = "lean"
     beam_size: int = 1
@@ -31,20 +47,32 @@ class DecodeOptions:
     task: str = "transcribe"
     max_new_tokens: int | None = None
     batch_size: int = 8
+    timestamps: bool = False
+    long_form: LongFormOptions = field(default_factory=LongFormOptions)
+    silence_db: float | None = -60.0
 
     def __post_init__(self) -> None:
         if self.method not in ("lean", "generate"):
             raise ValueError(f"unknown decoding method {self.method!r} (lean or generate)")
         if self.beam_size < 1 or self.batch_size < 1:
             raise ValueError("beam_size and batch_size must be >= 1")
+        if isinstance(self.long_form, dict):
+            self.long_form = LongFormOptions.from_dict(self.long_form)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> DecodeOptions:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 @dataclass
 class Transcript:
-    """Text and tokens of one recording, with the time spent on it (ms)."""
+    """Text and tokens of one recording, with the time spent on it (ms). `decoding` says how:
+    "short" (one window, no timestamps), "sequential", "batched" or "windows"; `fallbacks`
+    counts windows decoded again at a higher temperature, `skipped` windows judged silent."""
 
     text: str
     tokens: list[int]
@@ -52,7 +80,10 @@ class Transcript:
     windows: int = 1
     language: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    segments: list[tuple[float, float, str]] = field(default_factory=list)  # (start s, end s, text)
+    segments: list[Segment] = field(default_factory=list)
+    decoding: str = "short"
+    fallbacks: int = 0
+    skipped: int = 0
 
 
 @dataclass
@@ -130,6 +161,11 @@ class Transcriber:
         logits = lean.prompt_logits(enc, [self.asr.token_ids["sot"]])[:, list(ids)]
         return [names[i][2:-2] for i in logits.argmax(-1).tolist()]
 
+    def is_silent(self, audio: np.ndarray) -> bool:
+        """True when the audio's peak level is below `options.silence_db` (no signal)."""
+        db = self.options.silence_db
+        return db is not None and peak_dbfs(audio) < db
+
     @torch.inference_mode()
     def decode_windows(self, windows: Sequence[np.ndarray]) -> WindowBatch:
         """Tokens (without prompt/end) and language of each window, with the batch's timings."""
@@ -147,17 +183,19 @@ class Transcriber:
         else:
             languages = [opts.language] * len(windows)
         prompts = [asr.prompt_ids(lang, opts.task) for lang in languages]
-        if opts.method == "lean" and opts.beam_size == 1:
-            lean = self.lean_decoder()
-            tokens: list[list[int]] = [[] for _ in windows]
-            # one prompt shape per call; languages may differ within a batch
-            for lang in dict.fromkeys(languages):
-                idx = [i for i, x in enumerate(languages) if x == lang]
-                out = lean.greedy(enc[idx], [prompts[i] for i in idx], opts.max_new_tokens)
-                for i, toks in zip(idx, out, strict=True):
-                    tokens[i] = toks
-        else:
-            tokens = self._generate(enc, prompts)
+        tokens: list[list[int]] = [[] for _ in windows]
+        heard = [i for i, w in enumerate(windows) if not self.is_silent(w)]
+        # one prompt shape per call; languages may differ within a batch
+        for lang in dict.fromkeys(languages[i] for i in heard):
+            idx = [i for i in heard if languages[i] == lang]
+            if opts.method == "lean" and opts.beam_size == 1:
+                out = self.lean_decoder().greedy(
+                    enc[idx], [prompts[i] for i in idx], opts.max_new_tokens
+                )
+            else:
+                out = self._generate(enc[idx], [prompts[i] for i in idx])
+            for i, toks in zip(idx, out, strict=True):
+                tokens[i] = toks
         t3 = _now()
         timing = {
             "features_ms": 1e3 * (t1 - t0),
@@ -167,7 +205,14 @@ class Transcriber:
         }
         return WindowBatch(tokens, languages, prompts, timing, enc)
 
-    def _generate(self, enc: torch.Tensor, prompts: list[list[int]]) -> list[list[int]]:
+    def _generate(
+        self,
+        enc: torch.Tensor,
+        prompts: list[list[int]],
+        timestamps: bool = False,
+        temperature: float = 0.0,
+    ) -> list[list[int]]:
+        """transformers' generate() (beam search, or sampling at `temperature` > 0)."""
         from transformers.modeling_outputs import BaseModelOutput
 
         opts, asr = self.options, self.asr
@@ -175,26 +220,53 @@ class Transcriber:
         out = []
         for prompt in dict.fromkeys(map(tuple, prompts)):
             idx = [i for i, p in enumerate(prompts) if tuple(p) == prompt]
-            kwargs = {}
+            kwargs: dict = {"num_beams": opts.beam_size, "do_sample": False}
+            if temperature > 0:
+                kwargs = {"num_beams": 1, "do_sample": True, "temperature": temperature}
+            if timestamps:
+                kwargs["return_timestamps"] = True
+                kwargs["max_new_tokens"] = opts.long_form.sample_len
             if opts.max_new_tokens is not None:
                 kwargs["max_new_tokens"] = opts.max_new_tokens
             seqs = asr.model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=enc[idx]),
                 decoder_input_ids=torch.tensor([list(prompt)] * len(idx)),
-                num_beams=opts.beam_size,
-                do_sample=False,
                 **kwargs,
             )
+            if isinstance(seqs, dict):
+                seqs = seqs["sequences"]
             for i, row in zip(idx, seqs.tolist(), strict=True):
                 if row[: len(prompt)] == list(prompt):
                     row = row[len(prompt) :]
                 out.append((i, row[: row.index(eot)] if eot in row else row))
         return [t for _, t in sorted(out, key=lambda it: it[0])]
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        """Transcribe 16 kHz mono waveforms; long ones are split into 30 s windows."""
-        windows, owner = [], []
+    def transcribe(
+        self,
+        audios: Sequence[np.ndarray],
+        progress: Callable[[float], None] | None = None,
+    ) -> list[Transcript]:
+        """Transcribe 16 kHz mono waveforms. Up to 30 s: one window without timestamps (unless
+        `options.timestamps`); longer: long-form decoding as `options.long_form` says.
+        `progress(seconds)` is called with each stretch of audio finished."""
+        lf = self.options.long_form
+        short, long = [], []
         for i, audio in enumerate(audios):
+            fits = len(audio) <= int(WINDOW_S * SAMPLE_RATE)
+            (short if fits and not self.options.timestamps else long).append(i)
+        if lf.mode == "windows":  # fixed windows without timestamps, for comparison
+            short, long = list(range(len(audios))), []
+        out: dict[int, Transcript] = {}
+        out.update(self._transcribe_windows([audios[i] for i in short], short, progress))
+        out.update(self._transcribe_long([audios[i] for i in long], long, progress))
+        return [out[i] for i in range(len(audios))]
+
+    def _transcribe_windows(
+        self, audios: list[np.ndarray], owners: list[int], progress
+    ) -> dict[int, Transcript]:
+        """Consecutive 30 s windows decoded without timestamps, texts joined."""
+        windows, owner = [], []
+        for i, audio in zip(owners, audios, strict=True):
             for w in split_windows(audio):
                 windows.append(w)
                 owner.append(i)
@@ -207,8 +279,10 @@ class Transcriber:
             results.extend(
                 (toks, lang, share) for toks, lang in zip(wb.tokens, wb.languages, strict=True)
             )
-        out = []
-        for i, audio in enumerate(audios):
+            if progress is not None:
+                progress(sum(len(w) for w in batch) / SAMPLE_RATE)
+        out = {}
+        for i, audio in zip(owners, audios, strict=True):
             parts = [r for r, o in zip(results, owner, strict=True) if o == i]
             tokens = [t for toks, _, _ in parts for t in toks]
             texts = [
@@ -219,19 +293,139 @@ class Transcriber:
             for _, _, tm in parts:
                 for k, v in tm.items():
                     timings[k] = timings.get(k, 0.0) + v
+            duration = len(audio) / SAMPLE_RATE
+            out[i] = Transcript(
+                text=" ".join(t for t in texts if t),
+                tokens=tokens,
+                duration_s=duration,
+                windows=len(parts),
+                language=parts[0][1],
+                timings_ms=timings,
+                segments=[
+                    Segment(k * WINDOW_S, min((k + 1) * WINDOW_S, duration), text)
+                    for k, text in enumerate(texts)
+                    if text
+                ],
+                decoding="short" if len(parts) == 1 else "windows",
+            )
+        return out
+
+    # -- long-form -----------------------------------------------------------------------
+
+    def timestamp_rules(self) -> TimestampRules:
+        ids = self.asr.token_ids
+        steps = round(self.options.long_form.max_initial_timestamp / 0.02)
+        return TimestampRules(ids["timestamp_begin"], ids["no_timestamps"], ids["eot"], steps)
+
+    def _prompt(self, stream: Stream, enc: torch.Tensor) -> tuple[list[int], int]:
+        """Start-of-transcript sequence without `<|notimestamps|>`, after the previous text
+        when conditioning on it; and the index of start-of-transcript in it."""
+        asr, opts = self.asr, self.options
+        if asr.multilingual and stream.language is None:
+            stream.language = opts.language or self._detect_language(self.lean_decoder(), enc)[0]
+        sot_seq = asr.prompt_ids(stream.language, opts.task)[:-1]
+        if not stream.history:
+            return sot_seq, 0
+        keep = self.lean_decoder().max_length // 2 - 1
+        prev = [asr.token_ids["sot_prev"], *stream.history[-keep:]]
+        return prev + sot_seq, len(prev)
+
+    def _decode_long(
+        self,
+        streams: Sequence[Stream],
+        enc: torch.Tensor,
+        prompts: list[list[int]],
+        sots: list[int],
+        temperature: float,
+    ) -> list[WindowResult]:
+        opts, asr = self.options, self.asr
+        lf, lean = opts.long_form, self.lean_decoder()
+        ids = asr.token_ids
+        max_new = lf.sample_len if opts.max_new_tokens is None else opts.max_new_tokens
+        if opts.method == "lean" and opts.beam_size == 1:
+            gens = None
+            if temperature > 0:  # a seed per window, so a draw does not depend on the batch
+                gens = [
+                    torch.Generator().manual_seed(
+                        hash((lf.seed, s.owner, round(s.offset_s * 1000), s.seek, temperature))
+                        % 2**63
+                    )
+                    for s in streams
+                ]
+            d = lean.decode(
+                enc,
+                prompts,
+                max_new_tokens=max_new,
+                timestamps=self.timestamp_rules(),
+                temperature=temperature,
+                generators=gens,
+                sot_index=sots[0],
+                no_speech_id=ids["no_speech"],
+            )
+        else:
+            tokens = self._generate(enc, prompts, timestamps=True, temperature=temperature)
+            d = lean.score(enc, prompts, tokens, sot_index=sots[0], no_speech_id=ids["no_speech"])
+        out = []
+        for i in range(len(streams)):
+            text = asr.tokenizer.decode(
+                [t for t in d.tokens[i] if t < ids["eot"]], skip_special_tokens=True
+            )
             out.append(
-                Transcript(
-                    text=" ".join(t for t in texts if t),
-                    tokens=tokens,
-                    duration_s=len(audio) / SAMPLE_RATE,
-                    windows=len(parts),
-                    language=parts[0][1],
-                    timings_ms=timings,
-                    segments=[
-                        (k * WINDOW_S, min((k + 1) * WINDOW_S, len(audio) / SAMPLE_RATE), text)
-                        for k, text in enumerate(texts)
-                    ],
+                WindowResult(
+                    tokens=d.tokens[i],
+                    text=text,
+                    avg_logprob=d.avg_logprob(i),
+                    no_speech_prob=float(d.no_speech_probs[i]),
+                    compression_ratio=compression_ratio(text),
+                    temperature=temperature,
                 )
+            )
+        return out
+
+    def _transcribe_long(
+        self, audios: list[np.ndarray], owners: list[int], progress
+    ) -> dict[int, Transcript]:
+        if not audios:
+            return {}
+        lf = self.options.long_form
+        streams = streams_for(audios, lf, owners)
+        if progress is not None and lf.mode == "batched":  # audio outside speech is done
+            covered = sum(len(s.audio) for s in streams)
+            progress((sum(len(a) for a in audios) - covered) / SAMPLE_RATE)
+        eot = self.asr.token_ids["eot"]
+        runner = LongFormRunner(
+            lf,
+            self.timestamp_rules(),
+            is_silent=self.is_silent,
+            features=self.features,
+            encode=lambda feats: self.encoder(self.asr, feats),
+            prompt=self._prompt,
+            decode=self._decode_long,
+            decode_text=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
+            batch_size=self.options.batch_size,
+        )
+        hop = SAMPLE_RATE // 100
+        runner.run(
+            streams, None if progress is None else lambda s, n: progress(n * hop / SAMPLE_RATE)
+        )
+        out = {}
+        for i, audio in zip(owners, audios, strict=True):
+            mine = [s for s in streams if s.owner == i]
+            segments = sorted((g for s in mine for g in s.segments), key=lambda g: g.start)
+            timings = runner.timings_ms.get(i, {})
+            if timings:
+                timings["total_ms"] = sum(timings.values())
+            out[i] = Transcript(
+                text=" ".join(g.text for g in segments),
+                tokens=[t for g in segments for t in g.tokens if t < eot],
+                duration_s=len(audio) / SAMPLE_RATE,
+                windows=sum(s.windows for s in mine),
+                language=next((s.language for s in mine if s.language), None),
+                timings_ms=timings,
+                segments=segments,
+                decoding=lf.mode,
+                fallbacks=sum(s.fallbacks for s in mine),
+                skipped=sum(s.skipped for s in mine),
             )
         return out
 

@@ -1,0 +1,61 @@
+"""Silero VAD: speech spans and ≤30 s chunks of a recording made from built-in utterances."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from frugal.data.vad import VadOptions, speech_chunks, speech_spans
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def talk(builtin):
+    """Six utterances, each after a stretch of silence: 2, 5, 1, 8, 3, 4 s."""
+    parts, starts, t = [], [], 0.0
+    for i, gap in zip(range(6), (2, 5, 1, 8, 3, 4), strict=True):
+        a = builtin[i * 7].load()
+        parts += [np.zeros(gap * SR, np.float32), a]
+        starts.append((t + gap, t + gap + len(a) / SR))
+        t += gap + len(a) / SR
+    return np.concatenate(parts), starts
+
+
+def test_spans_cover_each_utterance(talk):
+    audio, utts = talk
+    spans = [(a / SR, b / SR) for a, b in speech_spans(audio)]
+    for start, end in utts:  # every utterance overlaps a span
+        assert any(a < end and b > start for a, b in spans), (start, end, spans)
+    silence = [(0.0, 2.0)] + [(utts[k][1], utts[k + 1][0]) for k in range(5)]
+    for gap_start, gap_end in silence:  # long pauses are not speech (padding aside)
+        if gap_end - gap_start >= 3:
+            mid = (gap_start + gap_end) / 2
+            assert not any(a < mid < b for a, b in spans), (mid, spans)
+
+
+def test_chunks_are_at_most_the_limit_and_cover_all_speech(talk):
+    audio, _ = talk
+    for limit in (30.0, 10.0):
+        chunks = speech_chunks(audio, VadOptions(max_chunk_s=limit))
+        assert all(0 < b - a <= limit * SR for a, b in chunks)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(chunks))
+        for a, b in speech_spans(audio, VadOptions(max_chunk_s=limit)):
+            assert any(ca <= a and b <= cb for ca, cb in chunks)
+    assert len(speech_chunks(audio, VadOptions(max_chunk_s=10.0))) > len(speech_chunks(audio))
+
+
+def test_no_speech_no_chunk_and_threads_restored():
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(SR * 10, np.float32), 0.01 * rng.standard_normal(SR * 10), np.zeros(3)):
+        assert speech_chunks(audio.astype(np.float32)) == []
+    assert torch.get_num_threads() == 2  # silero's import sets one thread; undone
+
+
+def test_options_validate():
+    with pytest.raises(ValueError, match="max chunk"):
+        VadOptions(max_chunk_s=45)
+    with pytest.raises(ValueError, match="threshold"):
+        VadOptions(threshold=1.5)
