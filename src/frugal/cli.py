@@ -126,6 +126,15 @@ def _audio_progress():
     )
 
 
+def _segment_json(segment) -> dict:
+    row = {k: v for k, v in segment.to_dict().items() if k not in ("tokens", "words")}
+    if segment.words is not None:
+        row["words"] = [
+            {k: v for k, v in w.to_dict().items() if k != "tokens"} for w in segment.words
+        ]
+    return row
+
+
 @app.command()
 def transcribe(
     audio: Annotated[list[Path], typer.Argument(help="audio files (wav, flac, ogg, mp3, m4a...)")],
@@ -138,6 +147,12 @@ def transcribe(
     batch_size: Annotated[int, typer.Option(help="windows decoded together")] = 8,
     condition_on_previous_text: Annotated[
         bool, typer.Option(help="prompt each window with the text before it")
+    ] = False,
+    word_timestamps: Annotated[
+        bool, typer.Option(help="time every word (json: a words list per segment)")
+    ] = False,
+    vad_filter: Annotated[
+        bool, typer.Option(help="sequential: skip stretches where the VAD finds no speech")
     ] = False,
     no_speech_threshold: Annotated[
         float, typer.Option(help="<|nospeech|> probability above which a window may be silent")
@@ -163,6 +178,8 @@ def transcribe(
     lf = _long_form_options(
         long_form,
         condition_on_previous_text=condition_on_previous_text,
+        word_timestamps=word_timestamps,
+        vad_filter=vad_filter,
         no_speech_threshold=no_speech_threshold,
         logprob_threshold=logprob_threshold,
         compression_ratio_threshold=compression_ratio_threshold,

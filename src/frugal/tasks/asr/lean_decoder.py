@@ -146,13 +146,18 @@ class LeanDecoder:
         kv = kv.view(b, t, len(self.layers) * 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
 
-    def _forward(self, tokens: torch.Tensor, pos: int, cache, cross) -> torch.Tensor:
+    def _forward(
+        self, tokens: torch.Tensor, pos: int, cache, cross, capture: dict | None = None
+    ) -> torch.Tensor:
         """Run `tokens` (B, S) at positions pos..pos+S-1; final hidden states (B, S, d),
-        layer-normed: logits are F.linear(h, proj)."""
+        layer-normed: logits are F.linear(h, proj). `capture` {layer: [heads]} receives each
+        such layer's scaled cross-attention scores q·kᵀ/√d_head, (B, heads, S, T)."""
         b, s = tokens.shape
         h_, dh, d = self.n_heads, self.head_dim, self.d_model
         x = F.embedding(tokens, self.embed) + self.positions[pos : pos + s]
-        for layer, (k_cache, v_cache), (k_x, v_x) in zip(self.layers, cache, cross, strict=True):
+        for i, (layer, (k_cache, v_cache), (k_x, v_x)) in enumerate(
+            zip(self.layers, cache, cross, strict=True)
+        ):
             h = F.layer_norm(x, (d,), *layer.ln1, self.eps)
             q, k, v = (
                 F.linear(h, layer.w_qkv, layer.b_qkv).view(b, s, 3, h_, dh).permute(2, 0, 3, 1, 4)
@@ -165,6 +170,9 @@ class LeanDecoder:
             x = x + F.linear(a.transpose(1, 2).reshape(b, s, d), layer.w_o, layer.b_o)
             h = F.layer_norm(x, (d,), *layer.ln2, self.eps)
             q = F.linear(h, layer.w_q_cross, layer.b_q_cross).view(b, s, h_, dh).transpose(1, 2)
+            if capture is not None and i in capture:
+                heads = capture[i]
+                capture[i] = (q[:, heads] @ k_x[:, heads].transpose(-1, -2)) * dh**-0.5
             a = F.scaled_dot_product_attention(q, k_x, v_x)
             x = x + F.linear(a.transpose(1, 2).reshape(b, s, d), layer.w_o_cross, layer.b_o_cross)
             h = F.layer_norm(x, (d,), *layer.ln3, self.eps)
@@ -325,36 +333,70 @@ class LeanDecoder:
         if no_speech_id is not None:
             at = hs[:, p - 1 if sot_index is None else sot_index]
             no_speech = F.softmax(F.linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
-        finished = torch.zeros(b, dtype=torch.bool, device=encoder_out.device)
-        sum_logprobs = torch.zeros(b, dtype=torch.float64)
-        out: list[torch.Tensor] = []
+        # Rows that reached end-of-text leave the batch once they are a quarter of it (their
+        # caches are dropped), so a long window does not make the short ones pay every step.
+        alive = list(range(b))  # original row of each batch row
+        ended = [False] * b
+        sum_logprobs = [0.0] * b
         rows: list[list[int]] = [[] for _ in range(b)]
         for step in range(max_new):
             bias = self.begin_bias if step == 0 else self.suppress_bias
             if timestamps is not None:
-                bias = bias + timestamps.mask(rows, bias.shape[0], bias.device).to(bias.dtype)
+                sampled = [rows[i] for i in alive]
+                bias = bias + timestamps.mask(sampled, bias.shape[0], bias.device).to(bias.dtype)
             if temperature > 0:
                 nxt, logprob = self._sample(h, bias, timestamps, temperature, generators)
             elif timestamps is not None:
                 nxt, logprob = self._pick_timestamped(h, bias, timestamps)
             else:
                 nxt, logprob = self.argmax_logits(h, bias), None
-            if track:
-                sum_logprobs += torch.where(finished, 0.0, logprob.double())
-            nxt = torch.where(finished, self.eot, nxt)
-            out.append(nxt)
-            if timestamps is not None:
-                for row, t in zip(rows, nxt.tolist(), strict=True):
-                    row.append(t)
-            finished |= nxt == self.eot
-            if bool(finished.all()) or step == max_new - 1:
+            lps = logprob.tolist() if track else None
+            for k, (i, t) in enumerate(zip(alive, nxt.tolist(), strict=True)):
+                if ended[i]:
+                    continue
+                if track:
+                    sum_logprobs[i] += lps[k]
+                if t == self.eot:
+                    ended[i] = True
+                else:
+                    rows[i].append(t)
+            done = [k for k, i in enumerate(alive) if ended[i]]
+            if len(done) == len(alive) or step == max_new - 1:
                 break
+            if len(done) >= max(1, len(alive) // 4):
+                keep = torch.tensor([k for k, i in enumerate(alive) if not ended[i]])
+                nxt, alive = nxt[keep], [alive[k] for k in keep.tolist()]
+                cache = [(kc[keep], vc[keep]) for kc, vc in cache]
+                cross = [(kx[keep], vx[keep]) for kx, vx in cross]
+                if generators is not None:
+                    generators = [generators[k] for k in keep.tolist()]
             h = self._forward(nxt[:, None], p + step, cache, cross)[:, -1]
-        if not out:
-            return Decoded([[] for _ in range(b)], [0.0] * b, no_speech)
-        tokens = torch.stack(out, 1).tolist()
-        tokens = [row[: row.index(self.eot)] if self.eot in row else row for row in tokens]
-        return Decoded(tokens, sum_logprobs.tolist(), no_speech)
+        return Decoded(rows, sum_logprobs, no_speech)
+
+    @torch.inference_mode()
+    def alignment(
+        self, encoder_out: torch.Tensor, prompt: list[int], text: list[int], heads: list
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced run of `prompt` + `text` for one window (encoder_out (1, T, d)):
+        the alignment heads' scaled cross-attention scores (heads, len(text) + 1, T), rows
+        from the position before each text token and before end-of-text, and each text
+        token's probability (len(text),)."""
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            by_layer.setdefault(int(layer), []).append(int(head))
+        capture = dict(by_layer)
+        seq = torch.tensor([[*prompt, *text]], device=encoder_out.device)
+        cache = self._new_cache(1, encoder_out)
+        hs = self._forward(seq, 0, cache, self.cross_kv(encoder_out), capture)[0]
+        p = len(prompt)
+        rows = slice(p - 1, p + len(text))
+        qk = torch.cat([capture[layer][0, :, rows] for layer in by_layer])
+        order = [(layer, h) for layer in by_layer for h in by_layer[layer]]
+        qk = qk[[order.index((int(layer), int(head))) for layer, head in heads]]
+        logits = F.linear(hs[p - 1 : p - 1 + len(text)], self.proj)[:, : self.eot]
+        probs = F.softmax(logits.double(), dim=-1)
+        target = torch.tensor(text, device=probs.device)[:, None]
+        return qk, probs.gather(1, target)[:, 0].float()
 
     @torch.inference_mode()
     def score(

@@ -24,6 +24,7 @@ import torch
 
 from frugal.data.audio import SAMPLE_RATE
 from frugal.data.vad import VadOptions, speech_chunks
+from frugal.tasks.asr.alignment import Word
 from frugal.tasks.asr.timestamps import (
     FRAMES_PER_SECOND,
     WINDOW_FRAMES,
@@ -43,7 +44,8 @@ class LongFormOptions:
     gzip compression ratio, mean log-probability (nats/token), `<|nospeech|>` probability;
     None disables one. `sample_len`: most tokens decoded per window. `vad_filter`: in
     sequential mode, seek over stretches where the VAD finds no speech (off by default, as in
-    the reference algorithm; batched mode always decodes VAD chunks only)."""
+    the reference algorithm; batched mode always decodes VAD chunks only). `word_timestamps`:
+    time every word (cross-attention alignment, `alignment`)."""
 
     mode: str = "sequential"
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -52,6 +54,7 @@ class LongFormOptions:
     no_speech_threshold: float | None = 0.6
     condition_on_previous_text: bool = False
     vad_filter: bool = False
+    word_timestamps: bool = False
     prompt_reset_on_temperature: float = 0.5
     max_initial_timestamp: float = 1.0
     sample_len: int = 224
@@ -93,6 +96,7 @@ class Segment:
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
     temperature: float = 0.0
+    words: list[Word] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,11 +222,13 @@ class LongFormRunner:
         decode: WindowDecoder,
         decode_text: Callable[[list[int]], str],
         batch_size: int,
+        align: Callable[[Stream, torch.Tensor, list[Segment], int, float], None] | None = None,
     ):
         self.opts, self.rules, self.is_silent = opts, rules, is_silent
         self.features, self.encode, self.prompt = features, encode, prompt
         self.decode, self.decode_text = decode, decode_text
         self.batch_size = batch_size
+        self.align = align
         self.timings_ms: dict[int, dict[str, float]] = {}
 
     def run(self, streams: list[Stream], progress: Callable[[Stream, int], None] | None = None):
@@ -237,18 +243,18 @@ class LongFormRunner:
             active = [s for s in streams if not s.done]
             if not active:
                 return
-            by_temp: dict[int, list[Stream]] = {}
-            for s in active:
-                by_temp.setdefault(len(s.tried), []).append(s)
-            for level, group in sorted(by_temp.items()):
-                for k in range(0, len(group), self.batch_size):
-                    batch = group[k : k + self.batch_size]
-                    before = [s.seek for s in batch]
-                    self._round(batch, self.opts.temperatures[level])
-                    if progress is not None:
-                        for s, seek in zip(batch, before, strict=True):
-                            if s.seek > seek:
-                                progress(s, min(s.seek, s.frames) - seek)
+            # one batch at a time, refilled from every pending window: the lowest temperature
+            # first (a batch shares one), then streams with the fewest windows decoded, so a
+            # chunk's remainder window joins the next fresh chunks instead of a batch of its own
+            level = min(len(s.tried) for s in active)
+            pending = sorted((s for s in active if len(s.tried) == level), key=lambda s: s.windows)
+            batch = pending[: self.batch_size]
+            before = [s.seek for s in batch]
+            self._round(batch, self.opts.temperatures[level])
+            if progress is not None:
+                for s, seek in zip(batch, before, strict=True):
+                    if s.seek > seek:
+                        progress(s, min(s.seek, s.frames) - seek)
 
     def _round(self, batch: list[Stream], temperature: float) -> None:
         quiet = [s for s in batch if not s.tried and self.is_silent(s.window())]
@@ -305,6 +311,7 @@ class LongFormRunner:
     def _accept(self, s: Stream, r: WindowResult) -> None:
         """Keep a window's complete segments and seek past them."""
         window_frames = min(WINDOW_FRAMES, s.frames - s.seek)
+        enc = s.cached[1] if s.cached is not None else None
         s.tried, s.cached = [], None
         s.windows += 1
         if is_silent(r, self.opts):
@@ -314,12 +321,13 @@ class LongFormRunner:
         raw, advance = split_segments(r.tokens, self.rules.timestamp_begin, window_frames)
         start_s = s.offset_s + s.seek / FRAMES_PER_SECOND
         end_limit = s.offset_s + s.frames / FRAMES_PER_SECOND
+        kept: list[Segment] = []
         for seg in raw:
             text_tokens = [t for t in seg.tokens if t < self.rules.eot]
             text = self.decode_text(text_tokens).strip()
             if not text:
                 continue
-            s.segments.append(
+            kept.append(
                 Segment(
                     start=round(min(start_s + seg.start, end_limit), 3),
                     end=round(min(start_s + seg.end, end_limit), 3),
@@ -331,6 +339,9 @@ class LongFormRunner:
                     temperature=r.temperature,
                 )
             )
+        if kept and self.opts.word_timestamps and self.align is not None and enc is not None:
+            self.align(s, enc, kept, window_frames, start_s)
+        s.segments.extend(kept)
         s.seek += advance if advance > 0 else window_frames
         if self.opts.condition_on_previous_text and r.temperature <= (
             self.opts.prompt_reset_on_temperature

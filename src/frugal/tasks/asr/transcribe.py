@@ -382,16 +382,75 @@ class Transcriber:
             )
         return out
 
+    def alignment_heads(self) -> list[tuple[int, int]]:
+        """(layer, head) pairs whose cross-attention follows the audio: the checkpoint's, or
+        every head of the decoder's upper half (the reference's default)."""
+        heads = getattr(self.asr.model.generation_config, "alignment_heads", None)
+        if heads:
+            return [(int(a), int(b)) for a, b in heads]
+        cfg = self.asr.config
+        return [
+            (layer, head)
+            for layer in range(cfg.decoder_layers // 2, cfg.decoder_layers)
+            for head in range(cfg.decoder_attention_heads)
+        ]
+
+    @torch.inference_mode()
+    def _align(
+        self, stream: Stream, enc: torch.Tensor, segments: list[Segment], frames: int, start: float
+    ) -> None:
+        """Word timestamps of one window's segments (`start`: the window's time in s)."""
+        from frugal.tasks.asr.alignment import align_words, fit_to_segment, word_duration_limits
+
+        eot = self.asr.token_ids["eot"]
+        per_segment = [[t for t in g.tokens if t < eot] for g in segments]
+        text = [t for toks in per_segment for t in toks]
+        prompt = self.asr.prompt_ids(stream.language, self.options.task)
+        qk, probs = self.lean_decoder().alignment(enc[None], prompt, text, self.alignment_heads())
+        words = align_words(
+            qk,
+            probs.numpy(),
+            text,
+            n_frames=frames // 2,
+            decode=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
+            eot=eot,
+            language=stream.language,
+        )
+        median, _ = word_duration_limits(words)
+        previous = [w for g in stream.segments if g.words for w in g.words]
+        last_speech = previous[-1].end if previous else start
+        k = 0
+        for g, toks in zip(segments, per_segment, strict=True):
+            g.words, used = [], 0
+            while k < len(words) and used < len(toks):
+                w = words[k]
+                used += len(w.tokens)
+                k += 1
+                if w.word.strip():
+                    w.start, w.end = start + w.start, start + w.end
+                    g.words.append(w)
+            fit_to_segment(g.words, g.start, g.end, median, last_speech)
+            if g.words:
+                last_speech = g.words[-1].end
+            for w in g.words:
+                w.start, w.end = round(w.start, 3), round(w.end, 3)
+                w.probability = round(w.probability, 4)
+
     def _transcribe_long(
         self, audios: list[np.ndarray], owners: list[int], progress
     ) -> dict[int, Transcript]:
         if not audios:
             return {}
         lf = self.options.long_form
-        streams = streams_for(audios, lf, owners)
-        if progress is not None and lf.mode == "batched":  # audio outside speech is done
-            covered = sum(len(s.audio) for s in streams)
-            progress((sum(len(a) for a in audios) - covered) / SAMPLE_RATE)
+        streams, vad_ms = [], {}
+        for i, audio in zip(owners, audios, strict=True):
+            t0 = _now()
+            mine = streams_for([audio], lf, [i])
+            if lf.mode == "batched" or lf.vad_filter:
+                vad_ms[i] = 1e3 * (_now() - t0)
+            streams += mine
+            if progress is not None and lf.mode == "batched":  # audio outside speech is done
+                progress((len(audio) - sum(len(s.audio) for s in mine)) / SAMPLE_RATE)
         eot = self.asr.token_ids["eot"]
         runner = LongFormRunner(
             lf,
@@ -403,16 +462,20 @@ class Transcriber:
             decode=self._decode_long,
             decode_text=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
             batch_size=self.options.batch_size,
+            align=self._align,
         )
         hop = SAMPLE_RATE // 100
-        runner.run(
-            streams, None if progress is None else lambda s, n: progress(n * hop / SAMPLE_RATE)
-        )
+        with torch.inference_mode():
+            runner.run(
+                streams, None if progress is None else lambda s, n: progress(n * hop / SAMPLE_RATE)
+            )
         out = {}
         for i, audio in zip(owners, audios, strict=True):
             mine = [s for s in streams if s.owner == i]
             segments = sorted((g for s in mine for g in s.segments), key=lambda g: g.start)
             timings = runner.timings_ms.get(i, {})
+            if i in vad_ms:
+                timings["vad_ms"] = vad_ms[i]
             if timings:
                 timings["total_ms"] = sum(timings.values())
             out[i] = Transcript(
