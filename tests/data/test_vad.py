@@ -59,3 +59,26 @@ def test_options_validate():
         VadOptions(max_chunk_s=45)
     with pytest.raises(ValueError, match="threshold"):
         VadOptions(threshold=1.5)
+
+
+def test_frame_batched_network_equals_the_packaged_model(talk):
+    """Our all-frames-at-once Silero against the package's TorchScript model called frame by
+    frame (its own use): both differ from a float64 run of ours by fp32 rounding only; the
+    allowance is our own fp32 run's error against float64, measured here."""
+    import copy
+
+    from silero_vad import load_silero_vad
+
+    from frugal.data.vad import FRAME, silero_net, speech_probabilities
+
+    audio, _ = talk
+    ours = speech_probabilities(audio)
+    exact = copy.deepcopy(silero_net()).double()(torch.from_numpy(audio).double()).numpy()
+    jit = load_silero_vad()
+    x = torch.nn.functional.pad(torch.from_numpy(audio), (0, -len(audio) % FRAME))
+    with torch.no_grad():
+        ref = np.array([jit(f, SR).item() for f in x.view(-1, FRAME)])
+    torch.set_num_threads(2)  # loading the package's model set one thread
+    assert ours.shape == ref.shape
+    allowance = 8 * max(np.abs(ours - exact).max(), 1e-6)
+    assert np.abs(ref - exact).max() <= allowance
