@@ -82,3 +82,13 @@ def test_frame_batched_network_equals_the_packaged_model(talk):
     assert ours.shape == ref.shape
     allowance = 8 * max(np.abs(ours - exact).max(), 1e-6)
     assert np.abs(ref - exact).max() <= allowance
+
+
+def test_blocks_of_frames_carry_the_lstm_state(talk):
+    from frugal.data.vad import silero_net
+
+    x = torch.from_numpy(talk[0])
+    whole, pieces = silero_net()(x, block=10**6), silero_net()(x, block=7)
+    assert whole.shape == pieces.shape
+    # the same fp32 operations on other matrix shapes: a few units in the last place
+    assert torch.allclose(whole, pieces, rtol=0, atol=64 * torch.finfo(torch.float32).eps)

@@ -76,18 +76,24 @@ class SileroNet(torch.nn.Module):
         self.eval()
 
     @torch.inference_mode()
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """Speech probability of each 512-sample frame of 16 kHz audio (1-D), (frames,)."""
+    def forward(self, audio: torch.Tensor, block: int = 4096) -> torch.Tensor:
+        """Speech probability of each 512-sample frame of 16 kHz audio (1-D), (frames,).
+        Frames go through in blocks of `block` (131 s), the LSTM state carried across, so
+        memory stays bounded on hours of audio."""
         n = -(-audio.shape[0] // FRAME)
         x = torch.nn.functional.pad(audio, (CONTEXT, n * FRAME - audio.shape[0]))
-        frames = x.unfold(0, FRAME + CONTEXT, FRAME)  # (n, 576): context + frame
-        frames = torch.nn.functional.pad(frames[:, None], (0, CONTEXT), mode="reflect")
-        spec = self.stft(frames)
-        h = (spec[:, :129] ** 2 + spec[:, 129:] ** 2).sqrt()
-        for conv in self.convs:
-            h = torch.relu(conv(h))
-        states, _ = self.lstm(h[:, :, 0][:, None])  # (n, 1, 128): one sequence of n steps
-        return torch.sigmoid(self.out(torch.relu(states[:, 0, :, None])))[:, 0, 0]
+        state, out = None, []
+        for first in range(0, n, block):
+            last = min(n, first + block)
+            frames = x[first * FRAME : last * FRAME + CONTEXT].unfold(0, FRAME + CONTEXT, FRAME)
+            frames = torch.nn.functional.pad(frames[:, None], (0, CONTEXT), mode="reflect")
+            spec = self.stft(frames)  # context + frame, reflect-padded: 4 STFT steps
+            h = (spec[:, :129] ** 2 + spec[:, 129:] ** 2).sqrt()
+            for conv in self.convs:
+                h = torch.relu(conv(h))
+            states, state = self.lstm(h[:, :, 0][:, None], state)  # one sequence, frame by frame
+            out.append(torch.sigmoid(self.out(torch.relu(states[:, 0, :, None])))[:, 0, 0])
+        return torch.cat(out) if out else torch.zeros(0)
 
 
 JIT_NAMES = {  # the package's TorchScript model (its default) → SileroNet's weight names
