@@ -417,8 +417,7 @@ class Transcriber:
             language=stream.language,
         )
         median, _ = word_duration_limits(words)
-        previous = [w for g in stream.segments if g.words for w in g.words]
-        last_speech = previous[-1].end if previous else start
+        last_speech = next((g.words[-1].end for g in reversed(stream.segments) if g.words), start)
         k = 0
         for g, toks in zip(segments, per_segment, strict=True):
             g.words, used = [], 0
