@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,6 @@ from frugal.models.registry import CHECKPOINTS
 
 torch.set_num_threads(2)
 
-DTYPE_CODES = {
-    np.dtype("float32"): 0,
-    np.dtype("int8"): 1,
-    np.dtype("int16"): 2,
-    np.dtype("int32"): 3,
-    np.dtype("float16"): 4,
-}
-
 
 def write_ct2(
     path: Path,
@@ -31,33 +22,12 @@ def write_ct2(
     version: int = 6,
     spec: str = "WhisperSpec",
 ) -> Path:
-    """Write a CTranslate2 model.bin (test helper; the layout of DESIGN.md)."""
+    """Write a CTranslate2 model.bin with frugal's writer (which the tests in
+    tests/models/test_ct2_writer.py hold byte-identical to CTranslate2's converter)."""
+    from frugal.models.ct2_writer import Variable, write_ct2_bytes
 
-    def string(s: str) -> bytes:
-        raw = s.encode() + b"\0"
-        return struct.pack("<H", len(raw)) + raw
-
-    out = [
-        struct.pack("<I", version),
-        string(spec),
-        struct.pack("<I", 3),
-        struct.pack("<I", len(variables)),
-    ]
-    for name, arr in variables.items():
-        arr = np.ascontiguousarray(arr)
-        out += [
-            string(name),
-            struct.pack("<B", arr.ndim),
-            *(struct.pack("<I", d) for d in arr.shape),
-            struct.pack("<B", DTYPE_CODES[arr.dtype]),
-            struct.pack("<I", arr.nbytes),
-            arr.tobytes(),
-        ]
-    aliases = aliases or {}
-    out.append(struct.pack("<I", len(aliases)))
-    for a, t in aliases.items():
-        out += [string(a), string(t)]
-    path.write_bytes(b"".join(out))
+    named = {k: Variable(np.asarray(v), str(np.asarray(v).dtype)) for k, v in variables.items()}
+    path.write_bytes(write_ct2_bytes(named, aliases, spec=spec, version=version))
     return path
 
 

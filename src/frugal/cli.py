@@ -62,12 +62,21 @@ def _check_sparsify(asr, encoder) -> None:
             _fail(str(exc))
 
 
-def _load(model: str):
+KernelsOpt = Annotated[
+    str,
+    typer.Option(
+        help="quantized folders: native (int8 encoder weights on the int8 kernel) or "
+        "simulated (fp32 values on the format's grid)"
+    ),
+]
+
+
+def _load(model: str, kernels: str = "native"):
     from frugal.models import load_whisper
 
     try:
         with err.status(f"loading {model}"):
-            return load_whisper(model)
+            return load_whisper(model, kernels=kernels)
     except (OSError, ValueError, ModuleNotFoundError) as exc:
         _fail(str(exc))
 
@@ -164,6 +173,7 @@ def transcribe(
         float, typer.Option(help="gzip ratio above which a window's text loops")
     ] = 2.4,
     sparsify: SparsifyOpt = None,
+    kernels: KernelsOpt = "native",
     threads: ThreadsOpt = None,
 ) -> None:
     """Transcribe audio files with timestamps; unreadable ones are reported and the rest
@@ -204,7 +214,7 @@ def transcribe(
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if loaded:
         encoder = _sparse_encoder(sparsify)
-        asr = _load(model)
+        asr = _load(model, kernels)
         _check_sparsify(asr, encoder)
         tr = Transcriber(asr, opts, encoder=encoder)
         total = sum(len(a) for _, a in loaded) / 16000
@@ -280,10 +290,18 @@ def _eval_table(summary: dict) -> Table:
 def formats() -> None:
     """List number formats with their bits per element (shared scales included)."""
     from frugal.formats import list_formats
+    from frugal.formats.packing import is_packable
+    from frugal.nn.native import native_kernel
 
-    table = Table("name", "bits/element", "kind")
+    table = Table("name", "bits/element", "kind", "stored", "runs on (this CPU)")
     for f in list_formats():
-        table.add_row(f.name, f"{f.bits_per_element:g}", type(f).__name__.removesuffix("Format"))
+        table.add_row(
+            f.name,
+            f"{f.bits_per_element:g}",
+            type(f).__name__.removesuffix("Format"),
+            "packed" if is_packable(f) else "fp32",
+            native_kernel(f.name) or "simulated (fp32 on the grid)",
+        )
     out.print(table)
     out.print(
         "Grammar: intN[_pc|_gG][_asym], fp8_e4m3|fp8_e5m2|fp6_e3m2|fp6_e2m3|fp4_e2m1"
@@ -303,13 +321,24 @@ def quantize(
     budget: Annotated[int, typer.Option(help="calibration utterances (gptq, qat)")] = 128,
     seed: Annotated[int, typer.Option(help="seed of the calibration sample and of QAT")] = 0,
     pattern: Annotated[
-        str, typer.Option(help="module-name glob of the weights")
+        str,
+        typer.Option(
+            help="module-name globs of the weights, comma-separated (add proj_out "
+            "for the tied vocabulary projection / embeddings)"
+        ),
     ] = "model.*.layers.*",
     damp: Annotated[float, typer.Option(help="GPTQ damping, fraction of mean diagonal")] = 0.01,
     act_order: Annotated[bool, typer.Option(help="GPTQ: columns by decreasing Hessian")] = False,
     steps: Annotated[int, typer.Option(help="QAT optimizer steps")] = 32,
     lr: Annotated[float, typer.Option(help="QAT learning rate (AdamW, cosine)")] = 1e-4,
     learnable_scales: Annotated[bool, typer.Option(help="QAT: learn a scale per row")] = False,
+    vocab_format: Annotated[
+        str | None,
+        typer.Option(
+            help="also round the tied vocabulary projection / embeddings (RTN), "
+            "e.g. int8_pc or nf4_b32"
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Weights-only quantization (RTN, GPTQ or QAT); `frugal eval --model OUT` loads it."""
@@ -332,10 +361,16 @@ def quantize(
     asr = _load(model)
     try:
         with err.status(f"{method} {format} on {asr.name}"):
-            record = quantize_whisper(asr, format, method, calib, pattern, gptq=gptq, qat=qat)
+            record = quantize_whisper(
+                asr, format, method, calib, pattern, gptq=gptq, qat=qat, vocab_format=vocab_format
+            )
     except ValueError as exc:
         _fail(str(exc))
-    folder = save_quantized(asr, output)
+    try:
+        folder = save_quantized(asr, output)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    store = record["storage"]
     out.print(
         f"{method}: {len(record['modules'])} modules, {record['quantized_weights']:,} weights "
         f"in {format} ({record['bits_per_weight']:.3f} bits/weight, "
@@ -343,6 +378,60 @@ def quantize(
         f"{record['seconds']:.1f} s) -> {folder}",
         highlight=False,
     )
+    from frugal.nn.native import native_kernel
+
+    out.print(
+        f"stored: {store['file_bytes'] / 2**20:.1f} MiB ({store['file']}), "
+        f"{store['packed_bits_per_weight']:.3f} bits per quantized weight as stored "
+        f"(format: {record['bits_per_weight']:.3f}); runs on: "
+        f"{native_kernel(format) or 'simulated (fp32 values on the grid)'}"
+        + (" in the encoder, fp32 in the decoder" if native_kernel(format) else ""),
+        highlight=False,
+    )
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="tiny.en, base, a frugal folder, ...")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="folder to write")],
+    to: Annotated[str, typer.Option(help="ct2 (CTranslate2 / faster-whisper) or hf")] = "ct2",
+    quantization: Annotated[
+        str,
+        typer.Option(help="ct2: int8, int8_float32, int8_float16, float16, bfloat16, float32"),
+    ] = "int8",
+) -> None:
+    """Write a Whisper for the runtimes users deploy with: a faster-whisper folder
+    (model.bin, config.json, vocabulary, tokenizer, preprocessor config) or a transformers
+    folder with frugal's quantization record."""
+    from frugal.models.ct2_writer import QUANTIZATIONS, export_ct2
+    from frugal.models.hf_export import export_hf
+
+    if to not in ("ct2", "hf"):
+        _fail(f"--to {to!r}: choose ct2 or hf")
+    if to == "ct2" and quantization not in QUANTIZATIONS:
+        _fail(f"--quantization {quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")
+    asr = _load(model, "simulated")
+    try:
+        with err.status(f"exporting {asr.name} to {to}"):
+            if to == "hf":
+                export_hf(asr, output)
+                out.print(f"transformers folder -> {output}", highlight=False)
+                return
+            report = export_ct2(asr, output, quantization)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    size = (output / "model.bin").stat().st_size
+    line = f"{quantization}: model.bin {size / 2**20:.1f} MiB -> {output}"
+    if quantization.startswith("int8"):
+        line += (
+            f"; int8 codes carried over exactly for {len(report.exact)} weights, "
+            f"re-quantized with CTranslate2's rule: {len(report.requantized)}"
+        )
+        if 0 < len(report.requantized) <= 5:
+            line += f" ({', '.join(report.requantized)})"
+    if report.worst() > 0:
+        line += f"; largest added error {100 * report.worst():.3f}% (relative RMS)"
+    out.print(line, highlight=False)
 
 
 study_app = typer.Typer(no_args_is_help=True, help="Published-style studies.")
@@ -876,6 +965,7 @@ def eval_(
     warmup: Annotated[int, typer.Option(help="untimed runs before measuring")] = 2,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="results JSON")] = None,
     sparsify: SparsifyOpt = None,
+    kernels: KernelsOpt = "native",
     threads: ThreadsOpt = None,
 ) -> None:
     """Evaluate WER, token NLL and latency of a Whisper on a data set (utterances over 30 s
@@ -893,7 +983,7 @@ def eval_(
     if limit is not None:
         ds = ds.take(limit)
     encoder = _sparse_encoder(sparsify)
-    asr = _load(model)
+    asr = _load(model, kernels)
     _check_sparsify(asr, encoder)
     result = evaluate(asr, ds, opts, warmup=warmup, progress=err.is_terminal, encoder=encoder)
     for row in result.failed:

@@ -61,3 +61,63 @@ def test_cli_quantize_then_eval(tmp_path):
     assert res.exit_code == 2 and "did you mean" in res.stderr
     res = runner.invoke(app, ["formats"])
     assert res.exit_code == 0 and "mxint4_b128" in res.stdout and "4.0625" in res.stdout
+
+
+def test_int8_folder_loads_on_the_int8_kernel_and_packed(builtin, tmp_path):
+    from frugal.nn.native import Int8Linear
+
+    asr = frugal.load("tiny.en")
+    from frugal.tasks.asr.quantize import quantize_whisper
+
+    rec = quantize_whisper(asr, "int8_pc", vocab_format="int8_pc")
+    assert "proj_out" in rec["modules"] and rec["vocab_format"] == "int8_pc"
+    folder = save_quantized(asr, tmp_path / "q8")
+    size = (folder / "model.safetensors").stat().st_size
+    weights = rec["quantized_weights"]
+    assert weights * 1.0 < size < weights * 1.02 + 8 * 2**20  # int8 codes + fp16 rest
+    native = frugal.load(folder)
+    enc = native.model.model.encoder.layers[0].fc1
+    assert isinstance(enc, Int8Linear)
+    assert type(native.model.model.decoder.layers[0].fc1) is torch.nn.Linear
+    kernels = native.source["kernels"]
+    assert sum(k != "simulated" for k in kernels.values()) == 24  # the encoder's Linears
+    simulated = frugal.load(folder, kernels="simulated")
+    assert set(simulated.source["kernels"].values()) == {"simulated"}
+    for name, p in asr.model.state_dict().items():  # every value back exactly
+        assert torch.equal(simulated.model.state_dict()[name], p), name
+    assert torch.equal(enc.weight, asr.model.model.encoder.layers[0].fc1.weight)
+    audio = [u.load() for u in builtin.take(3)]
+    from frugal.tasks.asr.metrics import wer
+
+    native_texts = [t.text for t in Transcriber(native).transcribe(audio)]
+    simulated_texts = [t.text for t in Transcriber(simulated).transcribe(audio)]
+    assert wer(simulated_texts, native_texts).wer <= 10  # int8 inputs change little
+    with pytest.raises(ValueError, match="native or simulated"):
+        frugal.load(folder, kernels="fast")
+
+
+def test_cli_quantize_reports_storage_and_kernels(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["quantize", "--format", "int4_g128", "--vocab-format", "nf4_b32", "--out",
+         str(tmp_path / "q4")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "4.125 bits per quantized weight as stored" not in res.stdout  # vocab is nf4_b32
+    assert "MiB (model.safetensors)" in res.stdout and "simulated" in res.stdout
+    res = runner.invoke(app, ["formats"])
+    assert "torch._int_mm" in res.stdout and "packed" in res.stdout
+    res = runner.invoke(
+        app, ["eval", "--model", str(tmp_path / "q4"), "--limit", "1", "--kernels", "bad"]
+    )
+    assert res.exit_code == 2 and "native or simulated" in res.output
+
+
+def test_a_native_model_saves_again(tmp_path):
+    asr = frugal.load("tiny.en")
+    quantize_rtn(asr, "int8_pc")
+    native = frugal.load(save_quantized(asr, tmp_path / "a"))
+    again = frugal.load(save_quantized(native, tmp_path / "b"), kernels="simulated")
+    for name, p in asr.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[name], p), name

@@ -152,11 +152,7 @@ def test_timestamped_choice_and_logprob_match_the_full_fp32_computation(tiny_en)
         full = rules.force(torch.nn.functional.linear(h.double(), lean.proj.double()) + bias)
         exact = torch.log_softmax(full, dim=-1)
     assert torch.equal(token, exact.argmax(-1))
-    hb = h.to(torch.bfloat16).float()
-    e = (
-        h.norm(dim=-1) * lean.max_row_err
-        + ((h - hb).norm(dim=-1) + 2.0**-6 * hb.norm(dim=-1)) * lean.max_row_norm
-    )
+    e = lean.screen_logits(h, tb)[1].amax(-1)  # the normalizer errs by at most max_j e_j
     err = (logprob.double() - exact.gather(1, token[:, None])[:, 0]).abs()
     assert (err <= e.double() + 1e-5).all(), (err, e)
 
@@ -206,3 +202,22 @@ def test_score_is_the_teacher_forced_log_probability(tiny_en, builtin):
     got = lean.score(enc, [prompt], [cont]).sum_logprobs[0]
     allowance = 8 * max(abs(hf32 - exact), 6e-8 * len(target) * abs(exact))
     assert abs(got - exact) <= allowance, (got, exact, hf32)
+
+
+def test_int8_screen_is_exact_when_the_projection_is_on_the_int8_grid(tiny_en):
+    """A vocabulary quantized to int8_pc (frugal quantize --vocab-format int8_pc): the
+    screen's weight term vanishes and the argmax is still the fp32 product's."""
+    import copy
+
+    from frugal.formats import get_format
+
+    model = copy.deepcopy(tiny_en.model)
+    with torch.no_grad():
+        model.proj_out.weight.copy_(get_format("int8_pc").quantize(model.proj_out.weight))
+    lean = LeanDecoder(model)
+    torch.manual_seed(2)
+    with torch.inference_mode():
+        h = model.model.decoder.layer_norm(torch.randn(16, 384) * 3)
+        full = (torch.nn.functional.linear(h, lean.proj) + lean.suppress_bias).argmax(-1)
+        assert torch.equal(lean.argmax_logits(h, lean.suppress_bias), full)
+    assert float(lean.row_err.max()) == 0.0

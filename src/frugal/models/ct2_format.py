@@ -58,6 +58,7 @@ class CT2Model:
 
         CTranslate2 stores q = round(w * scale) with one scale per output row, so w = q / scale.
         """
+        name = self.aliases.get(name, name)  # an alias shares its target's scale too
         w = self[name]
         base = name.rsplit("/", 1)[0]
         scale_name = f"{base}/weight_scale" if name.endswith("/weight") else f"{name}_scale"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,83 +59,87 @@ def whisper_config_from_ct2(ct2: CT2Model, token_ids: dict[str, int]) -> Whisper
     )
 
 
-def _split_rows(w: np.ndarray, parts: int) -> list[np.ndarray]:
-    return np.split(w, parts, axis=0)
+@dataclass(frozen=True)
+class Entry:
+    """One CTranslate2 variable group and the transformers tensors it holds. `kind`:
+    "linear" (weight + bias; several modules are stacked along the rows, a missing bias is
+    zero), "conv" (weight + bias of a Conv1d), "norm" (gamma/beta = weight/bias) or
+    "tensor" (one tensor, `ct2` is the full variable name)."""
+
+    ct2: str
+    kind: str
+    hf: tuple[str, ...]
+
+
+def whisper_layout(encoder_layers: int, decoder_layers: int) -> list[Entry]:
+    """Where every transformers Whisper parameter lives in a CTranslate2 WhisperSpec; the
+    reader (`whisper_state_dict_from_ct2`) and the writer (`frugal.models.ct2_writer`) both
+    walk this list, so they are inverses by construction."""
+    enc, dec = "model.encoder", "model.decoder"
+    out = [
+        Entry("encoder/conv1", "conv", (f"{enc}.conv1",)),
+        Entry("encoder/conv2", "conv", (f"{enc}.conv2",)),
+        Entry("encoder/position_encodings/encodings", "tensor", (f"{enc}.embed_positions.weight",)),
+        Entry("encoder/layer_norm", "norm", (f"{enc}.layer_norm",)),
+    ]
+    for i in range(encoder_layers):
+        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
+        qkv = tuple(f"{dst}.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj"))
+        out += [
+            Entry(f"{src}/self_attention/linear_0", "linear", qkv),
+            Entry(f"{src}/self_attention/linear_1", "linear", (f"{dst}.self_attn.out_proj",)),
+            Entry(f"{src}/self_attention/layer_norm", "norm", (f"{dst}.self_attn_layer_norm",)),
+            Entry(f"{src}/ffn/linear_0", "linear", (f"{dst}.fc1",)),
+            Entry(f"{src}/ffn/linear_1", "linear", (f"{dst}.fc2",)),
+            Entry(f"{src}/ffn/layer_norm", "norm", (f"{dst}.final_layer_norm",)),
+        ]
+    out += [
+        Entry("decoder/embeddings/weight", "tensor", (f"{dec}.embed_tokens.weight",)),
+        Entry("decoder/position_encodings/encodings", "tensor", (f"{dec}.embed_positions.weight",)),
+        Entry("decoder/layer_norm", "norm", (f"{dec}.layer_norm",)),
+    ]
+    for i in range(decoder_layers):
+        src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
+        qkv = tuple(f"{dst}.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj"))
+        kv = (f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj")
+        out += [
+            Entry(f"{src}/self_attention/linear_0", "linear", qkv),
+            Entry(f"{src}/self_attention/linear_1", "linear", (f"{dst}.self_attn.out_proj",)),
+            Entry(f"{src}/self_attention/layer_norm", "norm", (f"{dst}.self_attn_layer_norm",)),
+            Entry(f"{src}/attention/linear_0", "linear", (f"{dst}.encoder_attn.q_proj",)),
+            Entry(f"{src}/attention/linear_1", "linear", kv),
+            Entry(f"{src}/attention/linear_2", "linear", (f"{dst}.encoder_attn.out_proj",)),
+            Entry(f"{src}/attention/layer_norm", "norm", (f"{dst}.encoder_attn_layer_norm",)),
+            Entry(f"{src}/ffn/linear_0", "linear", (f"{dst}.fc1",)),
+            Entry(f"{src}/ffn/linear_1", "linear", (f"{dst}.fc2",)),
+            Entry(f"{src}/ffn/layer_norm", "norm", (f"{dst}.final_layer_norm",)),
+        ]
+    return out
 
 
 def whisper_state_dict_from_ct2(ct2: CT2Model, config: WhisperConfig) -> dict[str, torch.Tensor]:
     """Map CTranslate2 variable names onto transformers' Whisper parameter names (float32)."""
     sd: dict[str, np.ndarray] = {}
     w = ct2.float_weight
-
-    def linear(dst: str, src: str, bias: bool = True) -> None:
-        sd[f"{dst}.weight"] = w(f"{src}/weight")
-        if bias:
-            sd[f"{dst}.bias"] = w(f"{src}/bias")
-
-    def norm(dst: str, src: str) -> None:
-        sd[f"{dst}.weight"] = w(f"{src}/gamma")
-        sd[f"{dst}.bias"] = w(f"{src}/beta")
-
-    def attention(dst: str, fused: np.ndarray, fused_bias: np.ndarray, names: Sequence[str]):
-        for name, ww, bb in zip(
-            names, _split_rows(fused, len(names)), _split_rows(fused_bias, len(names)), strict=True
-        ):
-            sd[f"{dst}.{name}.weight"] = ww
-            if name == "k_proj":
-                if np.abs(bb).max() > 0:
-                    raise CT2FormatError("non-zero key bias: transformers' Whisper has none")
-            else:
-                sd[f"{dst}.{name}.bias"] = bb
-
-    enc, dec = "model.encoder", "model.decoder"
-    linear(f"{enc}.conv1", "encoder/conv1")
-    linear(f"{enc}.conv2", "encoder/conv2")
-    sd[f"{enc}.embed_positions.weight"] = w("encoder/position_encodings/encodings")
-    norm(f"{enc}.layer_norm", "encoder/layer_norm")
-    for i in range(config.encoder_layers):
-        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        qkv = ("q_proj", "k_proj", "v_proj")
-        attention(
-            f"{dst}.self_attn",
-            w(f"{src}/self_attention/linear_0/weight"),
-            w(f"{src}/self_attention/linear_0/bias"),
-            qkv,
-        )
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-
-    sd[f"{dec}.embed_tokens.weight"] = w("decoder/embeddings/weight")
-    sd[f"{dec}.embed_positions.weight"] = w("decoder/position_encodings/encodings")
-    norm(f"{dec}.layer_norm", "decoder/layer_norm")
-    for i in range(config.decoder_layers):
-        src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        attention(
-            f"{dst}.self_attn",
-            w(f"{src}/self_attention/linear_0/weight"),
-            w(f"{src}/self_attention/linear_0/bias"),
-            ("q_proj", "k_proj", "v_proj"),
-        )
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
-        linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
-        attention(
-            f"{dst}.encoder_attn",
-            w(f"{src}/attention/linear_1/weight"),
-            w(f"{src}/attention/linear_1/bias"),
-            ("k_proj", "v_proj"),
-        )
-        linear(f"{dst}.encoder_attn.out_proj", f"{src}/attention/linear_2")
-        norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
+    for e in whisper_layout(config.encoder_layers, config.decoder_layers):
+        if e.kind == "tensor":
+            sd[e.hf[0]] = w(e.ct2)
+        elif e.kind == "norm":
+            sd[f"{e.hf[0]}.weight"] = w(f"{e.ct2}/gamma")
+            sd[f"{e.hf[0]}.bias"] = w(f"{e.ct2}/beta")
+        else:
+            weights = np.split(w(f"{e.ct2}/weight"), len(e.hf), axis=0)
+            biases = np.split(w(f"{e.ct2}/bias"), len(e.hf), axis=0)
+            for name, ww, bb in zip(e.hf, weights, biases, strict=True):
+                sd[f"{name}.weight"] = ww
+                if name.endswith("k_proj"):  # transformers' Whisper has no key bias
+                    if np.abs(bb).max() > 0:
+                        raise CT2FormatError("non-zero key bias: transformers' Whisper has none")
+                else:
+                    sd[f"{name}.bias"] = bb
     if "decoder/projection/weight" in ct2:
         proj = w("decoder/projection/weight")
-        if not np.array_equal(proj, sd[f"{dec}.embed_tokens.weight"]):
+        if not np.array_equal(proj, sd["model.decoder.embed_tokens.weight"]):
             raise CT2FormatError("output projection differs from decoder embeddings (untied)")
     return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
 

@@ -69,5 +69,7 @@ class QuantConfig:
 
     @classmethod
     def weights_only(cls, fmt: str, pattern: str = "*") -> QuantConfig:
-        """Every matching module's weight in `fmt`, nothing else."""
-        return cls([QuantRule(pattern, weight=fmt)])
+        """Every matching module's weight in `fmt`, nothing else; `pattern` may list several
+        globs separated by commas (e.g. "model.*.layers.*,proj_out")."""
+        globs = [p.strip() for p in pattern.split(",") if p.strip()]
+        return cls([QuantRule(p, weight=fmt) for p in globs])

@@ -29,7 +29,8 @@ def check_method(method: str, fmt: str) -> None:
             raise ValueError(f"GPTQ needs a deterministic format, not {f.name}")
 
 
-def _summary(modules: dict[str, dict]) -> dict:
+def summarize_modules(modules: dict[str, dict]) -> dict:
+    """Quantized weights and their mean bits per weight, over a record's modules."""
     n = sum(m["elements"] for m in modules.values())
     return {
         "quantized_weights": n,
@@ -93,7 +94,7 @@ def quantize_model(
         modules=modules,
         calibration_examples=count_examples(batches) if method != "rtn" else 0,
         seconds=time.perf_counter() - t0,
-        **_summary(modules),
+        **summarize_modules(modules),
     )
     return record
 

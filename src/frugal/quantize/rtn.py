@@ -6,7 +6,7 @@ from pathlib import Path
 
 from frugal.models.whisper import WhisperASR
 from frugal.nn import QuantConfig, rtn_weights
-from frugal.quantize.artifact import write_quant_record
+from frugal.quantize.artifact import save_packed_model, write_quant_record
 
 # Every Linear inside the encoder/decoder blocks; convolutions, embeddings and the tied
 # output projection stay in full precision (the usual weight-quantization recipe).
@@ -34,6 +34,12 @@ def quantize_rtn(asr: WhisperASR, fmt: str, pattern: str = WHISPER_BLOCKS) -> di
 
 
 def save_quantized(asr: WhisperASR, folder: str | Path) -> Path:
-    """A transformers folder (safetensors holding the weights on the format's grid, in fp32,
-    the format in their metadata) plus frugal_quant.json with the record and versions."""
-    return write_quant_record(asr.save(folder), asr.source.get("quantization"))
+    """A transformers folder (configs, tokenizer, feature extractor) whose model.safetensors
+    holds the quantized weights packed (codes + scales; other tensors in fp16 where that is
+    lossless), plus frugal_quant.json with the record, the storage figures and versions.
+    `frugal.load(folder)` gives back exactly the same values."""
+    folder = Path(folder)
+    record = asr.source.get("quantization")
+    asr.save_configs(folder)
+    save_packed_model(asr.model, folder, record, asr.float_state_dict())
+    return write_quant_record(folder, record)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from transformers import WhisperForConditionalGeneration
 
 from frugal.nn.modules import QuantMixin
+from frugal.nn.native import quantize_rows
 from frugal.tasks.asr.timestamps import TimestampRules
 
 
@@ -80,6 +81,8 @@ class LeanDecoder:
 
     Build it after any change to the weights (it fuses q/k/v and the per-layer cross-attention
     k/v projections into single matrices)."""
+
+    max_candidates = 4096  # screened tokens re-checked in fp32 before the full product wins
 
     def __init__(
         self,
@@ -182,24 +185,58 @@ class LeanDecoder:
         return F.layer_norm(x, (d,), *self.final_ln, self.eps)
 
     def _screen_setup(self) -> None:
-        """bf16 copy of the output projection and the largest row error/norm for screening."""
+        """int8 copy of the output projection (one fp16 scale per row) and, per vocabulary
+        row, the norms the screen's error bound needs."""
         w = self.proj.float()
-        self.proj_bf16 = w.to(torch.bfloat16)
-        wb = self.proj_bf16.float()
-        self.max_row_err = float((w - wb).norm(dim=-1).max())  # max_j ||w_j - bf16(w_j)||
-        self.max_row_norm = float(wb.norm(dim=-1).max())  # max_j ||bf16(w_j)||
+        self.proj_q, scale = quantize_rows(w)
+        self.proj_scale = scale[:, 0]
+        wq = self.proj_q.float() * scale
+        self.row_err = (w - wq).norm(dim=-1)  # ||w_j - ŵ_j||
+        self.row_norm = torch.maximum(w.norm(dim=-1), wq.norm(dim=-1))
+        # summing d products in fp32 errs by at most γ_d = d·u / (1 - d·u) of Σ|h_i w_i|
+        d = w.shape[1]
+        self.gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
+
+    def screen_logits(self, h: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Approximate logits h·w_j (B, rows) from the int8 kernel and, per logit, a bound e
+        (B, rows) on its distance to the fp32 logit of F.linear(h, proj).
+
+        h is taken as two int8 planes, ĥ = ĥ₁ + ĥ₂ (ĥ₂ the int8 rounding of h − ĥ₁), both
+        multiplied in one int8 GEMM; ŵ_j is the int8 row. Then
+        |ĥ·ŵ_j − h·w_j| ≤ ||h − ĥ||·||w_j|| + ||ĥ||·||w_j − ŵ_j|| (Cauchy–Schwarz), the fp32
+        product errs by at most γ_d·||h||·||w_j||, and the int32 → float32 scaling by
+        2^-21·(||ĥ₁|| + ||ĥ₂||)·||ŵ_j||; e sums the three (||w_j|| read as
+        max(||w_j||, ||ŵ_j||))."""
+        if not hasattr(self, "proj_q"):
+            self._screen_setup()
+        b = h.shape[0]
+        q1, s1 = quantize_rows(h)
+        h1 = q1.float() * s1
+        q2, s2 = quantize_rows(h - h1)
+        acc = torch._int_mm(torch.cat([q1, q2]), self.proj_q[:rows].t()).float()
+        approx = acc[:b].mul_(s1).add_(acc[b:].mul_(s2)).mul_(self.proj_scale[:rows])
+        h2 = q2.float() * s2
+        hhat = h1 + h2
+        alpha = (
+            (h - hhat).norm(dim=-1)
+            + self.gamma * h.norm(dim=-1)
+            + 2.0**-21 * (h1.norm(dim=-1) + h2.norm(dim=-1))
+        )
+        e = torch.outer(alpha, self.row_norm[:rows]).add_(
+            torch.outer(hhat.norm(dim=-1), self.row_err[:rows])
+        )
+        return approx, e
 
     def argmax_logits(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """argmax_j (h·w_j + bias_j) for each row of h (B, d), exactly as the fp32 product.
 
-        The vocabulary projection is the largest read of each step. It is screened with a
-        bf16 copy (half the bytes). Every bf16 logit is within
-        e = ||h||·max||Δw_j|| + (||Δh|| + 2^-6·||h_bf16||)·max||w_j|| of the fp32 one
-        (Cauchy–Schwarz on the rounding of weights and input, plus a generous allowance for
-        the bf16 product's own rounding), so only tokens within 2e of the best bf16 logit can
-        be the maximum; their fp32 logits are computed exactly. Falls back to the full fp32
-        product when the screen keeps too many or the weights are not float32. `bias` is (V,)
-        or one row per input (B, V)."""
+        The vocabulary projection is the largest read of each step. It is screened with an
+        int8 copy (a quarter of the bytes, on the int8 kernel): every screened logit is within
+        its own e of the fp32 one (`screen_logits`), so only tokens whose upper bound reaches
+        the best lower bound can be the maximum; their fp32 logits are computed exactly. Falls
+        back to the full fp32 product when the screen keeps too many or the weights are not
+        float32.
+        `bias` is (V,) or one row per input (B, V)."""
         return self._screened_max(h, bias)[0]
 
     def _screened_max(
@@ -207,27 +244,23 @@ class LeanDecoder:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(argmax, its exact fp32 logit, the screen's logits or None) over the first `rows`
         vocabulary entries (all by default). The screen's logits are within e (see
-        `argmax_logits`) of the exact ones; None when the exact product was computed."""
+        `screen_logits`) of the exact ones; None when the exact product was computed."""
         rows = self.proj.shape[0] if rows is None else rows
         bias = bias[..., :rows]
         if self.proj.dtype != torch.float32 or h.dtype != torch.float32:
             return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
-        if not hasattr(self, "proj_bf16"):
-            self._screen_setup()
-        hb = h.to(torch.bfloat16)
-        approx = F.linear(hb, self.proj_bf16[:rows]).float().add_(bias)
-        e = (
-            h.norm(dim=-1) * self.max_row_err
-            + ((h - hb.float()).norm(dim=-1) + 2.0**-6 * hb.float().norm(dim=-1))
-            * self.max_row_norm
-        )
+        approx, e = self.screen_logits(h, rows)
+        approx.add_(bias)
         top = approx.amax(-1)
         live = top > float("-inf")  # rows whose every token is masked have no maximum
         if not bool(torch.isfinite(top[live]).all()):
             return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
-        near = approx[live] >= (top[live] - 2 * e[live])[:, None]
+        # adding the bias rounds too: allow 2^-23 of the largest magnitude involved
+        e.add_(2.0**-23 * (top.abs()[:, None] + e))
+        floor = (approx - e).amax(-1)  # the maximum's fp32 logit is at least this
+        near = (approx + e)[live] >= floor[live][:, None]
         cand = near.any(0).nonzero()[:, 0]
-        if cand.numel() > 1024:
+        if cand.numel() > self.max_candidates:
             return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
         if cand.numel() == 0:  # every row fully masked
             return torch.zeros_like(top, dtype=torch.long), top, approx
@@ -241,7 +274,7 @@ class LeanDecoder:
         self, h: torch.Tensor, bias: torch.Tensor, rules: TimestampRules
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy token and its log-probability per row under Whisper's timestamp rules,
-        with the text part screened in bf16 (exact argmax) and the timestamps computed in
+        with the text part screened in int8 (exact argmax) and the timestamps computed in
         fp32. When no timestamp is forced, the log-probability's normalizer over the text
         tokens comes from the screen, so it is within e (see `argmax_logits`) of the fp32 one."""
         tb = rules.timestamp_begin

@@ -1,0 +1,322 @@
+"""Real savings: frugal's quantized Whispers (packed files, int8 kernels) beside
+faster-whisper fp32 / int8, on short clips and on 20-30 s clips, interleaved.
+
+Systems (one process, same threads, the order rotating per item): frugal fp32; int8 per
+channel, RTN and GPTQ (encoder on the int8 kernel, vocabulary screened in int8, decoder
+Linears in fp32 from their int8 values); int4 g128, RTN and GPTQ (simulated: fp32 values on
+the grid; this CPU has no fast int4 kernel in torch 2.13); some with encoder sparsification;
+faster-whisper float32 and int8 (CTranslate2's kernels) on the same checkpoint. Quantized
+models are written with `save_quantized` and loaded back with `frugal.load`, so what runs is
+what a user gets from the files. GPTQ calibrates on --calib utterances; both strata are
+built from the other (held-out) utterances: short = single utterances, long = consecutive
+held-out utterances joined with 0.4 s pauses into 20-30 s clips.
+
+Per stratum: WER % with a 95% bootstrap interval, ΔWER vs frugal fp32 (paired), median and
+p90 latency per item (ms, audio already at 16 kHz), latency ratio to faster-whisper int8.
+Per model: file size against the fp16 checkpoint, and peak RSS (a fresh process per system
+that loads it and transcribes three clips).
+
+    python benchmarks/savings.py --model tiny.en --threads 2 [--limit N] \
+        [--out docs/results/savings/tiny.json]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CT2 and torch share the cores
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import frugal
+from frugal.models.registry import CHECKPOINTS
+from frugal.provenance import versions
+from frugal.tasks.asr import DecodeOptions, Transcriber
+from frugal.tasks.asr.calibration import split_calibration
+from frugal.tasks.asr.metrics import paired_bootstrap, word_errors
+from frugal.tasks.asr.quantize import quantize_whisper
+
+sys.path.insert(0, str(Path(__file__).parent))
+from longform import joined
+
+# (name, weight format, method, vocabulary format)
+VARIANTS = [
+    ("int8 RTN", "int8_pc", "rtn", "int8_pc"),
+    ("int8 GPTQ", "int8_pc", "gptq", "int8_pc"),
+    ("int4 RTN", "int4_g128", "rtn", "nf4_b32"),
+    ("int4 GPTQ", "int4_g128", "gptq", "nf4_b32"),
+]
+SPARSE_OF = ("fp32", "int8 RTN", "int4 GPTQ")
+
+
+def fw_folder(model: str) -> Path:
+    """A faster-whisper folder for a packaged checkpoint (split ones joined in a temp dir)."""
+    ckpt = CHECKPOINTS[model]
+    if len(ckpt.model_parts()) <= 1:
+        return ckpt.folder()
+    folder = Path(tempfile.mkdtemp(prefix="fw_"))
+    for src in ckpt.folder().iterdir():
+        if src.suffix in (".json", ".txt"):
+            (folder / src.name).write_bytes(src.read_bytes())
+    with open(folder / "model.bin", "wb") as f:
+        for part in ckpt.model_parts():
+            f.write(part.read_bytes())
+    return folder
+
+
+def frugal_run(asr, encoder=None):
+    tr = Transcriber(asr, DecodeOptions(batch_size=1), encoder=encoder)
+    return lambda audio: tr.transcribe([audio])[0].text
+
+
+def fw_run(folder: Path, compute_type: str, threads: int, multilingual: bool):
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=threads)
+
+    def run(audio):
+        segs, _ = model.transcribe(
+            audio,
+            beam_size=1,
+            language="en" if multilingual else None,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return " ".join(s.text.strip() for s in segs)
+
+    return run
+
+
+def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
+    names = list(systems)
+    rows = {n: {"errors": [], "words": [], "ms": [], "hyps": []} for n in names}
+    for k, (audio, ref) in enumerate(items):
+        for n in names[k % len(names) :] + names[: k % len(names)]:
+            t = time.perf_counter()
+            hyp = systems[n](audio)
+            rows[n]["ms"].append(1e3 * (time.perf_counter() - t))
+            s, d, i, words = word_errors(ref, hyp)
+            rows[n]["errors"].append(s + d + i)
+            rows[n]["words"].append(words)
+            rows[n]["hyps"].append(hyp)
+        if (k + 1) % 10 == 0:
+            print(f"  {k + 1}/{len(items)}", flush=True)
+    return rows
+
+
+def summarize(rows: dict) -> list[dict]:
+    base = np.array(rows["frugal fp32"]["errors"])
+    fw8 = float(np.median(rows["faster-whisper int8"]["ms"]))
+    fw32 = rows["faster-whisper float32"]["hyps"]
+    out = []
+    for n, r in rows.items():
+        e, w = np.array(r["errors"]), np.array(r["words"])
+        _, lo, hi = paired_bootstrap(e, np.zeros_like(e), w)
+        d, dlo, dhi = paired_bootstrap(e, base, w)
+        med = float(np.median(r["ms"]))
+        out.append(
+            {
+                "system": n,
+                "wer_pct": float(100 * e.sum() / w.sum()),
+                "wer_ci": [lo, hi],
+                "delta_vs_fp32_pt": d,
+                "delta_ci": [dlo, dhi],
+                "median_ms": med,
+                "p90_ms": float(np.percentile(r["ms"], 90)),
+                "x_fw_int8": med / fw8,
+                "same_text_as_fw_fp32": sum(
+                    a.strip() == b.strip() for a, b in zip(r["hyps"], fw32, strict=True)
+                ),
+                "items": len(e),
+            }
+        )
+    return out
+
+
+def table(title: str, recs: list[dict], n_items: int, audio_min: float) -> str:
+    lines = [
+        f"### {title} ({n_items} items, {audio_min:.1f} min of audio)",
+        "",
+        "| system | WER % [95% CI] | Δ WER pt vs frugal fp32 [95% CI] | median ms | p90 ms "
+        "| median vs fw int8 | same text as fw fp32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in recs:
+        lines.append(
+            f"| {r['system']} | {r['wer_pct']:.2f} [{r['wer_ci'][0]:.1f}, {r['wer_ci'][1]:.1f}] "
+            f"| {r['delta_vs_fp32_pt']:+.2f} [{r['delta_ci'][0]:+.2f}, {r['delta_ci'][1]:+.2f}] "
+            f"| {r['median_ms']:.0f} | {r['p90_ms']:.0f} | {r['x_fw_int8']:.2f}x "
+            f"| {r['same_text_as_fw_fp32']}/{r['items']} |"
+        )
+    return "\n".join(lines)
+
+
+RSS_CHILD = """
+import sys, numpy as np, torch
+torch.set_num_threads({threads})
+kind, path, model = sys.argv[1], sys.argv[2], sys.argv[3]
+audio = [np.load(p) for p in sys.argv[4:]]
+if kind == "fw":
+    from faster_whisper import WhisperModel
+    m = WhisperModel(path, device="cpu", compute_type=model, cpu_threads={threads})
+    for a in audio:
+        list(m.transcribe(a, beam_size=1, condition_on_previous_text=False)[0])
+else:
+    import frugal
+    from frugal.tasks.asr import Transcriber
+    tr = Transcriber(frugal.load(path))
+    for a in audio:
+        tr.transcribe([a])
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(int(hwm.split()[1]) / 1024)  # kB -> MiB; VmHWM starts afresh at exec, ru_maxrss does not
+"""
+
+
+def peak_rss(kind: str, path: str, arg: str, clips: list[Path], threads: int) -> float:
+    """Peak resident memory (MiB) of a fresh process that loads and runs one system."""
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD.format(threads=threads), kind, path, arg]
+        + [str(c) for c in clips],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calib", type=int, default=32, help="GPTQ calibration utterances")
+    ap.add_argument("--limit", type=int, default=None, help="at most N short items")
+    ap.add_argument("--long-limit", type=int, default=None, help="at most N 20-30 s clips")
+    ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
+    ap.add_argument("--sparsify", default="layer=0,sparsity=0.6")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the quantized files")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = args.work or Path(tempfile.mkdtemp(prefix="savings_"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    data = frugal.datasets.builtin_speech()
+    calib, held = split_calibration(data, args.calib, seed=0)
+    short = [(u.load(), u.text) for u in held]
+    long = joined(list(held), 20.0, 30.0)
+    if args.limit:
+        short = short[: args.limit]
+    if args.long_limit:
+        long = long[: args.long_limit]
+
+    ckpt = CHECKPOINTS[args.model]
+    fp16_bytes = (
+        sum(p.stat().st_size for p in ckpt.model_parts())
+        or (ckpt.folder() / "model.bin").stat().st_size
+    )
+    sizes = {"fp16 checkpoint (model.bin)": fp16_bytes}
+    folders: dict[str, Path] = {}
+    models = {"fp32": frugal.load(args.model)}
+    wanted = set(args.variants.split(","))
+    for name, fmt, method, vocab in VARIANTS:
+        if name not in wanted:
+            continue
+        folder = work / f"{args.model}-{name.replace(' ', '-')}"
+        if not (folder / "frugal_quant.json").is_file():
+            asr = frugal.load(args.model)
+            t = time.perf_counter()
+            quantize_whisper(asr, fmt, method, list(calib), vocab_format=vocab)
+            frugal.quantize.save_quantized(asr, folder)
+            print(f"{name}: quantized in {time.perf_counter() - t:.0f} s -> {folder}", flush=True)
+        folders[name] = folder
+        models[name] = frugal.load(folder)
+        sizes[f"frugal {name} (model.safetensors)"] = (folder / "model.safetensors").stat().st_size
+
+    from frugal.sparsify import SparsifyConfig, sparse_encoder
+
+    encoder = sparse_encoder(SparsifyConfig.parse(args.sparsify)) if args.sparsify else None
+    systems = {}
+    for name, asr in models.items():
+        systems[f"frugal {name}"] = frugal_run(asr)
+        if encoder is not None and name in SPARSE_OF:
+            systems[f"frugal {name} + sparsify"] = frugal_run(asr, encoder)
+    fwf = fw_folder(args.model)
+    multilingual = models["fp32"].multilingual
+    for ct in ("float32", "int8"):
+        systems[f"faster-whisper {ct}"] = fw_run(fwf, ct, args.threads, multilingual)
+    from frugal.models.ct2_writer import export_ct2
+
+    exports = {"fp32": ("float16", "float32")}  # source model: (file type, compute type)
+    if "int8 GPTQ" in models:
+        exports["int8 GPTQ"] = ("int8", "int8")
+    for src, (file_type, compute) in exports.items():
+        out = work / f"{args.model}-{src.replace(' ', '-')}-ct2-{file_type}"
+        if not (out / "model.bin").is_file():
+            export_ct2(models[src], out, file_type)
+        name = f"faster-whisper {compute} on frugal {src} export ({file_type})"
+        systems[name] = fw_run(out, compute, args.threads, multilingual)
+        sizes[f"frugal {src} export to CT2 {file_type} (model.bin)"] = (
+            (out / "model.bin").stat().st_size
+        )
+    for run in systems.values():  # warm-up
+        run(short[0][0])
+
+    report, payload = [], {"model": args.model, "threads": args.threads, "strata": {}}
+    for title, items in (("short clips", short), ("20-30 s clips", long)):
+        print(f"{title}: {len(items)} items x {len(systems)} systems", flush=True)
+        rows = run_stratum(systems, items)
+        recs = summarize(rows)
+        minutes = sum(len(a) for a, _ in items) / 16000 / 60
+        report.append(table(title, recs, len(items), minutes))
+        payload["strata"][title] = {
+            "items": len(items),
+            "audio_min": minutes,
+            "systems": recs,
+            "hypotheses": {n: r["hyps"] for n, r in rows.items()},
+        }
+
+    clip_paths = []
+    for k, (a, _) in enumerate(long[:3]):
+        clip_paths.append(work / f"clip{k}.npy")
+        np.save(clip_paths[-1], a)
+    rss = {
+        "frugal fp32": peak_rss("frugal", args.model, "-", clip_paths, args.threads),
+        "faster-whisper float32": peak_rss("fw", str(fwf), "float32", clip_paths, args.threads),
+        "faster-whisper int8": peak_rss("fw", str(fwf), "int8", clip_paths, args.threads),
+    }
+    for name, folder in folders.items():
+        rss[f"frugal {name}"] = peak_rss("frugal", str(folder), "-", clip_paths, args.threads)
+
+    lines = ["| file | MiB | × fp16 checkpoint |", "|---|---|---|"]
+    for k, v in sizes.items():
+        lines.append(f"| {k} | {v / 2**20:.1f} | {v / fp16_bytes:.2f} |")
+    lines += ["", "| system | peak RSS MiB |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in rss.items()]
+    report.append("\n".join(lines))
+    head = (
+        f"Whisper {args.model}, {args.threads} threads, torch {torch.__version__}; GPTQ "
+        f"calibrated on {args.calib} built-in utterances, strata from the other "
+        f"{len(held)}; sparsify = {args.sparsify}"
+    )
+    text = head + "\n\n" + "\n\n".join(report)
+    print("\n" + text)
+    payload.update(sizes_bytes=sizes, peak_rss_mib=rss, report=text, versions=versions())
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=1))
+        args.out.with_suffix(".md").write_text(text + "\n")
+        print(f"wrote {args.out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Quantized Linears on real low-precision CPU kernels, where this torch has a fast one.
+
+Measured on this project's CPU (AVX-512 Xeon, 2 threads, torch 2.13): `torch._int_mm`
+(int8 × int8 → int32) runs the 51,864 × 384 vocabulary projection of one decoding step in
+0.45 ms against 1.45 ms for fp32 `F.linear`, and a 1500-frame encoder Linear in 1.3 ms
+against 5.3 ms. torch's weight-only kernels are slower than fp32 here (`_weight_int8pack_mm`
+8.4 ms, `_weight_int4pack_mm_for_cpu` 0.57 ms for a 1536 × 384 layer that fp32 does in
+0.03 ms, fp8 `_scaled_mm` 109 ms), so only int8 weights run natively: as CTranslate2's
+int8 does, each input row is quantized to int8 at run time and the integer products are
+summed exactly in int32. Every other format stays simulated (fp32 values on its grid)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from frugal.formats import get_format
+from frugal.formats.integer import IntFormat, _fp16_scale
+from frugal.formats.packing import Packed, group_codes, pack
+
+INT8_KERNEL = "int8 GEMM (torch._int_mm), int8 inputs per row"
+
+
+def native_kernel(fmt: str) -> str | None:
+    """The CPU kernel a weight in `fmt` runs on, or None when it is simulated (fp32 values
+    on the format's grid)."""
+    f = get_format(fmt)
+    if (
+        isinstance(f, IntFormat)
+        and f.bits == 8
+        and f.symmetric
+        and f.granularity in ("channel", "tensor")
+    ):
+        return INT8_KERNEL
+    return None
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes and float32 scales (N, 1) of each row of float32 `x` (N, K): symmetric,
+    scale fp16(amax / 127), exactly the simulated input format int8_g<K>."""
+    scale = _fp16_scale(x.abs().amax(-1, keepdim=True) / 127)
+    return torch.clamp(torch.round(x / scale), -128, 127).to(torch.int8), scale
+
+
+class Int8Linear(nn.Module):
+    """y = x Wᵀ + b with W held as int8 codes and one float32 scale per output row.
+
+    The input is quantized per row (`quantize_rows`), the products are summed in int32 by
+    `torch._int_mm` (exact) and scaled once: the result equals, up to that final scaling's
+    float32 rounding, the simulated Linear with weight format int8_pc and input format
+    int8_g<in_features> evaluated in exact arithmetic."""
+
+    def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        if codes.dtype != torch.int8 or codes.dim() != 2:
+            raise ValueError("Int8Linear needs (out, in) int8 codes")
+        self.out_features, self.in_features = codes.shape
+        self.register_buffer("codes", codes.contiguous())
+        self.register_buffer("scales", scales.float().reshape(-1))
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.formats = {"weight": "int8_pc", "input": f"int8_g{self.in_features}", "grad": None}
+
+    @classmethod
+    def from_packed(cls, p: Packed, bias: torch.Tensor | None) -> Int8Linear:
+        """From an int8 (per tensor or per channel, symmetric) packed weight."""
+        if native_kernel(p.format) is None or len(p.shape) != 2:
+            raise ValueError(f"{p.format} weights have no int8 kernel")
+        codes = (group_codes(p).int() - 128).to(torch.int8).reshape(p.shape)
+        scales = p.scales.float()
+        if scales.numel() == 1:
+            scales = scales.expand(p.shape[0])
+        return cls(codes, scales, bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, fmt: str = "int8_pc") -> Int8Linear:
+        """From a Linear whose weight is already on `fmt`'s grid (as RTN/GPTQ/QAT leave it);
+        raises NotPackableError when it is not."""
+        return cls.from_packed(pack(linear.weight, fmt), linear.bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight's float32 values (exactly the simulated int8 values)."""
+        return self.codes.float() * self.scales[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float()
+        q, sx = quantize_rows(flat)
+        y = torch._int_mm(q, self.codes.t()).float().mul_(sx).mul_(self.scales)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    @staticmethod
+    def cat(parts: list[Int8Linear]) -> Int8Linear:
+        """One Int8Linear computing the given ones' outputs side by side (fused q/k/v)."""
+        biases = [p.bias if p.bias is not None else torch.zeros(p.out_features) for p in parts]
+        return Int8Linear(
+            torch.cat([p.codes for p in parts]),
+            torch.cat([p.scales for p in parts]),
+            torch.cat(biases),
+        )
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 kernel"
+
+
+def to_native(
+    model: nn.Module, modules: dict[str, str], packed: dict[str, Packed] | None = None
+) -> dict[str, str]:
+    """Swap, in place, each named Linear whose format has a kernel (`native_kernel`) for its
+    native module, built from its packed weight (`packed`, by parameter name) when given.
+    `modules` maps module name -> weight format (a quantization record's `modules`).
+    Returns {module: kernel or "simulated"}."""
+    done = {}
+    for name, fmt in modules.items():
+        kernel = native_kernel(fmt)
+        module = model.get_submodule(name)
+        if kernel is None or type(module) is not nn.Linear:
+            done[name] = "simulated"
+            continue
+        p = (packed or {}).get(f"{name}.weight")
+        native = (
+            Int8Linear.from_packed(p, module.bias)
+            if p is not None
+            else Int8Linear.from_linear(module, fmt)
+        )
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, native)
+        done[name] = kernel
+    return done
+
+
+__all__ = ["INT8_KERNEL", "Int8Linear", "native_kernel", "quantize_rows", "to_native"]
