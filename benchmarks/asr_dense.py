@@ -78,23 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = SparsifyConfig.parse(args.sparsify)
         tr = Transcriber(asr, DecodeOptions(batch_size=1), encoder=sparse_encoder(cfg))
         systems["frugal lean sparse"] = lambda a, tr=tr: tr.transcribe([a])[0].text
-    if args.model in CHECKPOINTS and len(CHECKPOINTS[args.model].model_parts()) == 1:
-        folder = CHECKPOINTS[args.model].folder()
-    elif Path(args.model).is_dir() and (Path(args.model) / "model.bin").exists():
+    if args.model in CHECKPOINTS:
+        folder = CHECKPOINTS[args.model].runtime_folder()
+    else:
         folder = Path(args.model)
-    else:  # split checkpoints: faster-whisper needs one folder; write a temporary one
-        import tempfile
-
-        from frugal.models.registry import PackagedCheckpoint
-
-        ckpt: PackagedCheckpoint = CHECKPOINTS[args.model]
-        folder = Path(tempfile.mkdtemp(prefix="fw_"))
-        for src in ckpt.folder().iterdir():
-            if src.suffix in (".json", ".txt"):
-                (folder / src.name).write_bytes(src.read_bytes())
-        with open(folder / "model.bin", "wb") as f:
-            for part in ckpt.model_parts():
-                f.write(part.read_bytes())
     try:
         for ct in ("float32", "int8"):
             systems[f"faster-whisper {ct}"] = faster_whisper_system(

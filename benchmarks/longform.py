@@ -8,8 +8,9 @@ threads. Prints per stratum WER (%) with a 95% bootstrap interval over items, wo
 against reference words, wall time and the real-time factor, and the WER difference to
 faster-whisper paired by item.
 
-frugal "int8" is RTN int8 per-channel weights *simulated* in fp32 (frugal has no int8 kernel
-yet); faster-whisper's int8 runs CTranslate2's real int8 kernels.
+frugal "int8" is RTN int8 per-channel weights *simulated* in fp32 (quantized in memory; a
+folder saved by `frugal quantize` runs its encoder on the int8 kernel, measured in
+benchmarks/savings.py); faster-whisper's int8 runs CTranslate2's real int8 kernels.
 
     python benchmarks/longform.py --threads 2 [--quick] [--out docs/results/longform/bench.json]
 """
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     recordings = joined(utts, args.recording_s if not args.quick else 60.0, None)
     clips = joined(utts, 20.0, 30.0)
     silent = speech_free(30.0)
-    folder = CHECKPOINTS[args.model].folder() if args.model in CHECKPOINTS else Path(args.model)
+    folder = (
+        CHECKPOINTS[args.model].runtime_folder() if args.model in CHECKPOINTS else Path(args.model)
+    )
 
     systems = {
         "frugal sequential fp32": frugal_system(asr, "sequential", args.batch_size),

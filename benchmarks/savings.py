@@ -58,21 +58,6 @@ VARIANTS = [
 SPARSE_OF = ("fp32", "int8 RTN", "int4 GPTQ")
 
 
-def fw_folder(model: str) -> Path:
-    """A faster-whisper folder for a packaged checkpoint (split ones joined in a temp dir)."""
-    ckpt = CHECKPOINTS[model]
-    if len(ckpt.model_parts()) <= 1:
-        return ckpt.folder()
-    folder = Path(tempfile.mkdtemp(prefix="fw_"))
-    for src in ckpt.folder().iterdir():
-        if src.suffix in (".json", ".txt"):
-            (folder / src.name).write_bytes(src.read_bytes())
-    with open(folder / "model.bin", "wb") as f:
-        for part in ckpt.model_parts():
-            f.write(part.read_bytes())
-    return folder
-
-
 def frugal_run(asr, encoder=None):
     tr = Transcriber(asr, DecodeOptions(batch_size=1), encoder=encoder)
     return lambda audio: tr.transcribe([audio])[0].text
@@ -249,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         systems[f"frugal {name}"] = frugal_run(asr)
         if encoder is not None and name in SPARSE_OF:
             systems[f"frugal {name} + sparsify"] = frugal_run(asr, encoder)
-    fwf = fw_folder(args.model)
+    fwf = CHECKPOINTS[args.model].runtime_folder()
     multilingual = models["fp32"].multilingual
     for ct in ("float32", "int8"):
         systems[f"faster-whisper {ct}"] = fw_run(fwf, ct, args.threads, multilingual)

