@@ -3,11 +3,14 @@
 Measured on this project's CPU (AVX-512 Xeon, 2 threads, torch 2.13): `torch._int_mm`
 (int8 × int8 → int32) runs the 51,864 × 384 vocabulary projection of one decoding step in
 0.45 ms against 1.45 ms for fp32 `F.linear`, and a 1500-frame encoder Linear in 1.3 ms
-against 5.3 ms. torch's weight-only kernels are slower than fp32 here (`_weight_int8pack_mm`
-8.4 ms, `_weight_int4pack_mm_for_cpu` 0.57 ms for a 1536 × 384 layer that fp32 does in
-0.03 ms, fp8 `_scaled_mm` 109 ms), so only int8 weights run natively: as CTranslate2's
-int8 does, each input row is quantized to int8 at run time and the integer products are
-summed exactly in int32. Every other format stays simulated (fp32 values on its grid)."""
+against 5.3 ms. `_weight_int8pack_mm` (8.4 ms) and fp8 `_scaled_mm` (109 ms) are slower
+than fp32. `_weight_int4pack_mm_for_cpu` is slow with fp32 inputs (0.57 ms for a 1536 × 384
+layer that fp32 does in 0.03 ms) but not with bf16 inputs (0.024 ms; the vocabulary 0.63 ms):
+it computes with bf16 inputs and bf16 scale/zero pairs, so it cannot reproduce frugal's int4
+values (fp16 scales) exactly and is not used yet. So only int8 weights run natively: as
+CTranslate2's int8 does, each input row is quantized to int8 at run time and the integer
+products are summed exactly in int32. Every other format stays simulated (fp32 values on its
+grid)."""
 
 from __future__ import annotations
 
