@@ -102,6 +102,7 @@ def summarize(rows: dict) -> list[dict]:
     base = np.array(rows["frugal fp32"]["errors"])
     fw8 = float(np.median(rows["faster-whisper int8"]["ms"]))
     fw32 = rows["faster-whisper float32"]["hyps"]
+    fw8_total = sum(rows["faster-whisper int8"]["ms"])
     out = []
     for n, r in rows.items():
         e, w = np.array(r["errors"]), np.array(r["words"])
@@ -118,6 +119,7 @@ def summarize(rows: dict) -> list[dict]:
                 "median_ms": med,
                 "p90_ms": float(np.percentile(r["ms"], 90)),
                 "x_fw_int8": med / fw8,
+                "total_x_fw_int8": sum(r["ms"]) / fw8_total,
                 "same_text_as_fw_fp32": sum(
                     a.strip() == b.strip() for a, b in zip(r["hyps"], fw32, strict=True)
                 ),
@@ -132,14 +134,15 @@ def table(title: str, recs: list[dict], n_items: int, audio_min: float) -> str:
         f"### {title} ({n_items} items, {audio_min:.1f} min of audio)",
         "",
         "| system | WER % [95% CI] | Δ WER pt vs frugal fp32 [95% CI] | median ms | p90 ms "
-        "| median vs fw int8 | same text as fw fp32 |",
-        "|---|---|---|---|---|---|---|",
+        "| median vs fw int8 | total time vs fw int8 | same text as fw fp32 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in recs:
         lines.append(
             f"| {r['system']} | {r['wer_pct']:.2f} [{r['wer_ci'][0]:.1f}, {r['wer_ci'][1]:.1f}] "
             f"| {r['delta_vs_fp32_pt']:+.2f} [{r['delta_ci'][0]:+.2f}, {r['delta_ci'][1]:+.2f}] "
             f"| {r['median_ms']:.0f} | {r['p90_ms']:.0f} | {r['x_fw_int8']:.2f}x "
+            f"| {r['total_x_fw_int8']:.2f}x "
             f"| {r['same_text_as_fw_fp32']}/{r['items']} |"
         )
     return "\n".join(lines)
@@ -188,6 +191,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
     ap.add_argument("--sparsify", default="layer=0,sparsity=0.6")
     ap.add_argument("--work", type=Path, default=None, help="folder for the quantized files")
+    ap.add_argument(
+        "--strata",
+        default="short,long",
+        help="comma-separated: short, long (20-30 s), recordings (held-out utterances joined "
+        "into recordings of at least --recording-s seconds)",
+    )
+    ap.add_argument("--recording-s", type=float, default=240.0)
+    ap.add_argument(
+        "--systems", default=None, help="comma-separated system names to run (default: all)"
+    )
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -252,11 +266,23 @@ def main(argv: list[str] | None = None) -> dict:
         sizes[f"frugal {src} export to CT2 {file_type} (model.bin)"] = (
             (out / "model.bin").stat().st_size
         )
+    if args.systems:
+        keep = [n.strip() for n in args.systems.split(",")]
+        unknown = [n for n in keep if n not in systems]
+        if unknown:
+            raise SystemExit(f"unknown systems {unknown}; known: {list(systems)}")
+        systems = {n: systems[n] for n in keep}
     for run in systems.values():  # warm-up
         run(short[0][0])
 
     report, payload = [], {"model": args.model, "threads": args.threads, "strata": {}}
-    for title, items in (("short clips", short), ("20-30 s clips", long)):
+    strata = {
+        "short": ("short clips", short),
+        "long": ("20-30 s clips", long),
+        "recordings": ("recordings", joined(list(held), args.recording_s, None)),
+    }
+    for key in args.strata.split(","):
+        title, items = strata[key.strip()]
         print(f"{title}: {len(items)} items x {len(systems)} systems", flush=True)
         rows = run_stratum(systems, items)
         recs = summarize(rows)
@@ -273,13 +299,13 @@ def main(argv: list[str] | None = None) -> dict:
     for k, (a, _) in enumerate(long[:3]):
         clip_paths.append(work / f"clip{k}.npy")
         np.save(clip_paths[-1], a)
-    rss = {
-        "frugal fp32": peak_rss("frugal", args.model, "-", clip_paths, args.threads),
-        "faster-whisper float32": peak_rss("fw", str(fwf), "float32", clip_paths, args.threads),
-        "faster-whisper int8": peak_rss("fw", str(fwf), "int8", clip_paths, args.threads),
-    }
-    for name, folder in folders.items():
-        rss[f"frugal {name}"] = peak_rss("frugal", str(folder), "-", clip_paths, args.threads)
+    rss = {}
+    if not args.no_rss:
+        rss["frugal fp32"] = peak_rss("frugal", args.model, "-", clip_paths, args.threads)
+        for ct in ("float32", "int8"):
+            rss[f"faster-whisper {ct}"] = peak_rss("fw", str(fwf), ct, clip_paths, args.threads)
+        for name, folder in folders.items():
+            rss[f"frugal {name}"] = peak_rss("frugal", str(folder), "-", clip_paths, args.threads)
 
     lines = ["| file | MiB | × fp16 checkpoint |", "|---|---|---|"]
     for k, v in sizes.items():
