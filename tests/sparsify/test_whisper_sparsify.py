@@ -123,3 +123,31 @@ def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
     assert len(keys) == len(set(keys)) == len(lines) - 1
     with pytest.raises(ValueError, match="belongs to another search"):
         run_search(tiny_en, builtin.take(3), tmp_path, **kwargs)
+
+
+def test_cli_sparsify_accepts_every_documented_form(tmp_path):
+    """A string, a JSON string, a JSON file and a search's best.json (setting under
+    "config"); bad values are one-line errors."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from frugal.cli import app
+
+    best = Path(__file__).parents[2] / "docs" / "results" / "sparsify_tiny_best.json"
+    plain = tmp_path / "s.json"
+    plain.write_text('{"layer": 1, "sparsity": 0.5}')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    runner = CliRunner()
+    for spec in ("layer=1,sparsity=0.5", '{"layer": 1, "sparsity": 0.5}', str(plain), str(best)):
+        res = runner.invoke(app, ["eval", "--limit", "1", "--warmup", "0", "--sparsify", spec])
+        assert res.exit_code == 0, (spec, res.output)
+    for spec, msg in (
+        ("layer=1,sparsity=1.5", "sparsity must be in"),
+        ("layer=1,speed=2", "unknown sparsify setting"),
+        ('{"layer": 1, "sparsity": 0.5, "x": 1}', "unknown sparsify settings"),
+        (str(tmp_path / "list.json"), "JSON object"),
+        (str(tmp_path / "missing.json"), "missing.json"),
+    ):
+        res = runner.invoke(app, ["eval", "--limit", "1", "--sparsify", spec])
+        assert res.exit_code == 2 and msg in res.output, (spec, res.output)

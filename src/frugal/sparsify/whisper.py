@@ -59,6 +59,13 @@ class SparsifyConfig:
         text = text.strip()
         if text.startswith("{") or text.endswith(".json"):
             data = json.loads(Path(text).read_text() if text.endswith(".json") else text)
+            if isinstance(data, dict) and isinstance(data.get("config"), dict):
+                data = data["config"]  # a search's best.json holds the setting under "config"
+            if not isinstance(data, dict):
+                raise ValueError(f"a sparsify setting is a JSON object, not {text!r}")
+            unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"unknown sparsify settings {unknown} in {text!r}")
             return cls(**data)
         fields = {}
         for part in filter(None, text.split(",")):
