@@ -24,9 +24,7 @@ def compact_dense(t: torch.Tensor) -> torch.Tensor:
     """`t` in fp16 when the cast is exact, else as it is (float tensors; others unchanged)."""
     if t.is_floating_point() and t.dtype != torch.float16:
         half = t.to(torch.float16)
-        if bool(torch.isfinite(half).all() == torch.isfinite(t).all()) and bool(
-            (half.float() == t.float()).all()
-        ):
+        if torch.equal(half.float(), t.float()):  # NaN never compares equal: stays as it is
             return half
     return t
 

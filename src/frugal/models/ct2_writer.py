@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frugal.formats.packing import NotPackableError, group_codes, pack
+from frugal.formats.packing import NotPackableError, pack
 from frugal.models.ct2_format import CT2_DTYPE_NAMES
 from frugal.models.whisper import WhisperASR
 from frugal.models.whisper_ct2 import whisper_layout
+from frugal.nn.native import int8_codes
 
 QUANTIZATIONS = ("float32", "float16", "bfloat16", "int8", "int8_float32", "int8_float16")
 SPEC, REVISION, VERSION = "WhisperSpec", 3, 6
@@ -68,9 +69,9 @@ def int8_rows(w: torch.Tensor, name: str, report: ExportReport) -> tuple[np.ndar
     """int8 codes and CTranslate2 scales (w ≈ q / scale) of a 2-D or 3-D weight."""
     w2 = w.detach().float().reshape(w.shape[0], -1)
     try:
-        p = pack(w2, "int8_pc")
-        q = (group_codes(p).int() - 128).to(torch.int8).numpy().reshape(w.shape)
-        s = p.scales.float().numpy()
+        codes, s = int8_codes(pack(w2, "int8_pc"))
+        q = codes.numpy().reshape(w.shape)
+        s = s.numpy()
         scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1), 127.0).astype(np.float32)
         report.exact.append(name)
         return q, scale

@@ -38,6 +38,16 @@ def native_kernel(fmt: str) -> str | None:
     return None
 
 
+def int8_codes(p: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+    """The signed int8 codes (in `p`'s shape) and per-row float32 scales of a packed int8
+    (per tensor or per channel, symmetric) weight: value = code · scale."""
+    if native_kernel(p.format) is None or len(p.shape) < 2:
+        raise ValueError(f"{p.format} weights have no int8 kernel")
+    codes = (group_codes(p).int() - 128).to(torch.int8).reshape(p.shape)
+    scales = p.scales.float()
+    return codes, scales.expand(p.shape[0]) if scales.numel() == 1 else scales
+
+
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 codes and float32 scales (N, 1) of each row of float32 `x` (N, K): symmetric,
     scale fp16(amax / 127), exactly the simulated input format int8_g<K>."""
@@ -66,13 +76,9 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_packed(cls, p: Packed, bias: torch.Tensor | None) -> Int8Linear:
         """From an int8 (per tensor or per channel, symmetric) packed weight."""
-        if native_kernel(p.format) is None or len(p.shape) != 2:
-            raise ValueError(f"{p.format} weights have no int8 kernel")
-        codes = (group_codes(p).int() - 128).to(torch.int8).reshape(p.shape)
-        scales = p.scales.float()
-        if scales.numel() == 1:
-            scales = scales.expand(p.shape[0])
-        return cls(codes, scales, bias)
+        if len(p.shape) != 2:
+            raise ValueError(f"Int8Linear needs a 2-D weight, not {p.shape}")
+        return cls(*int8_codes(p), bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "int8_pc") -> Int8Linear:
@@ -134,4 +140,4 @@ def to_native(
     return done
 
 
-__all__ = ["INT8_KERNEL", "Int8Linear", "native_kernel", "quantize_rows", "to_native"]
+__all__ = ["INT8_KERNEL", "Int8Linear", "int8_codes", "native_kernel", "quantize_rows", "to_native"]
