@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import frugal
+from frugal.data.datasets import join_utterances
 from frugal.models.registry import CHECKPOINTS
 from frugal.provenance import versions
 from frugal.tasks.asr import DecodeOptions, Transcriber
@@ -46,23 +47,7 @@ PAUSE_S = 0.4
 def joined(utts, min_s: float, max_s: float | None) -> list[tuple[np.ndarray, str]]:
     """Consecutive utterances joined with pauses into pieces of at least `min_s` seconds (and
     at most `max_s`, when given); a short remainder is dropped."""
-    pause = np.zeros(int(PAUSE_S * SR), np.float32)
-    out, audio, text = [], [], []
-    for u in utts:
-        a = u.load()
-        length = sum(len(x) for x in audio)
-        if max_s is not None and audio and (length + len(a)) / SR > max_s:
-            if length / SR >= min_s:
-                out.append((np.concatenate(audio), " ".join(text)))
-            audio, text = [], []
-        audio += [a, pause]
-        text.append(u.text)
-        if max_s is None and sum(len(x) for x in audio) / SR >= min_s:
-            out.append((np.concatenate(audio), " ".join(text)))
-            audio, text = [], []
-    if audio and sum(len(x) for x in audio) / SR >= min_s:
-        out.append((np.concatenate(audio), " ".join(text)))
-    return out
+    return [(u.audio_array, u.text) for u in join_utterances(utts, min_s, max_s, PAUSE_S)]
 
 
 def speech_free(seconds: float, seed: int = 0) -> list[tuple[str, np.ndarray]]:

@@ -42,11 +42,12 @@ from frugal.models.registry import CHECKPOINTS
 from frugal.provenance import versions
 from frugal.tasks.asr import DecodeOptions, Transcriber
 from frugal.tasks.asr.calibration import split_calibration
-from frugal.tasks.asr.metrics import paired_bootstrap, word_errors
+from frugal.tasks.asr.metrics import word_errors
 from frugal.tasks.asr.quantize import quantize_whisper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from longform import joined
+from tables import table_head, wer_cells, wer_stats
 
 # (name, weight format, method, vocabulary format)
 VARIANTS = [
@@ -99,23 +100,17 @@ def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
 
 
 def summarize(rows: dict) -> list[dict]:
-    base = np.array(rows["frugal fp32"]["errors"])
+    base = rows["frugal fp32"]["errors"]
     fw8 = float(np.median(rows["faster-whisper int8"]["ms"]))
     fw32 = rows["faster-whisper float32"]["hyps"]
     fw8_total = sum(rows["faster-whisper int8"]["ms"])
     out = []
     for n, r in rows.items():
-        e, w = np.array(r["errors"]), np.array(r["words"])
-        _, lo, hi = paired_bootstrap(e, np.zeros_like(e), w)
-        d, dlo, dhi = paired_bootstrap(e, base, w)
         med = float(np.median(r["ms"]))
         out.append(
             {
                 "system": n,
-                "wer_pct": float(100 * e.sum() / w.sum()),
-                "wer_ci": [lo, hi],
-                "delta_vs_fp32_pt": d,
-                "delta_ci": [dlo, dhi],
+                **wer_stats(r["errors"], r["words"], base),
                 "median_ms": med,
                 "p90_ms": float(np.percentile(r["ms"], 90)),
                 "x_fw_int8": med / fw8,
@@ -123,24 +118,17 @@ def summarize(rows: dict) -> list[dict]:
                 "same_text_as_fw_fp32": sum(
                     a.strip() == b.strip() for a, b in zip(r["hyps"], fw32, strict=True)
                 ),
-                "items": len(e),
             }
         )
     return out
 
 
 def table(title: str, recs: list[dict], n_items: int, audio_min: float) -> str:
-    lines = [
-        f"### {title} ({n_items} items, {audio_min:.1f} min of audio)",
-        "",
-        "| system | WER % [95% CI] | Δ WER pt vs frugal fp32 [95% CI] | median ms | p90 ms "
-        "| median vs fw int8 | total time vs fw int8 | same text as fw fp32 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    more = ["median ms", "p90 ms", "median vs fw int8", "total time vs fw int8"]
+    lines = table_head(title, n_items, audio_min, "frugal fp32", [*more, "same text as fw fp32"])
     for r in recs:
         lines.append(
-            f"| {r['system']} | {r['wer_pct']:.2f} [{r['wer_ci'][0]:.1f}, {r['wer_ci'][1]:.1f}] "
-            f"| {r['delta_vs_fp32_pt']:+.2f} [{r['delta_ci'][0]:+.2f}, {r['delta_ci'][1]:+.2f}] "
+            f"| {r['system']} | {wer_cells(r)} "
             f"| {r['median_ms']:.0f} | {r['p90_ms']:.0f} | {r['x_fw_int8']:.2f}x "
             f"| {r['total_x_fw_int8']:.2f}x "
             f"| {r['same_text_as_fw_fp32']}/{r['items']} |"
@@ -189,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="at most N short items")
     ap.add_argument("--long-limit", type=int, default=None, help="at most N 20-30 s clips")
     ap.add_argument("--variants", default=",".join(v[0] for v in VARIANTS))
-    ap.add_argument("--sparsify", default="layer=0,sparsity=0.6")
+    ap.add_argument("--sparsify", default="layer=0,sparsity=0.6,rule=frames")
     ap.add_argument("--work", type=Path, default=None, help="folder for the quantized files")
     ap.add_argument(
         "--strata",

@@ -25,7 +25,10 @@ MethodOpt = Annotated[str, typer.Option(help="decoder: lean (ours) or generate (
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")]
 SparsifyOpt = Annotated[
     str | None,
-    typer.Option(help="encoder sparsification: layer=1,sparsity=0.6[,score=attention] or JSON"),
+    typer.Option(
+        help="encoder sparsification: layer=0,sparsity=0.1[,padding_frames=128,rule=audio,"
+        "score=attention,guard=on], a JSON object, or a search's best.json"
+    ),
 ]
 
 
@@ -238,6 +241,7 @@ def transcribe(
                     "windows": res.windows,
                     "fallbacks": res.fallbacks,
                     "skipped_silent": res.skipped,
+                    "guarded_dense": res.guarded,
                     "segments": [
                         {k: v for k, v in g.to_dict().items() if k not in ("tokens",)}
                         for g in res.segments
@@ -859,14 +863,27 @@ app.add_typer(sparsify_app, name="sparsify")
 def sparsify_search(
     model: ModelOpt = "tiny.en",
     data: DataOpt = "builtin",
-    limit: LimitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="at most N short clips")] = None,
     seed: Annotated[int | None, typer.Option(help="with --limit: a seeded random sample")] = None,
-    max_wer_increase: Annotated[float, typer.Option(help="WER budget over dense, points")] = 1.0,
+    long_data: Annotated[
+        str | None,
+        typer.Option(
+            help="long recordings (≤ 30 s) for the long stratum, used as they are; "
+            "default: --data's utterances joined into 20-30 s clips"
+        ),
+    ] = None,
+    long_limit: Annotated[int | None, typer.Option(help="at most N long clips")] = None,
+    strata: Annotated[str, typer.Option(help="short, long, or both")] = "short,long",
+    max_wer_increase: Annotated[
+        float, typer.Option(help="WER budget over dense on every stratum, points")
+    ] = 1.0,
     layers: Annotated[str | None, typer.Option(help="encoder layers, e.g. 0,1,2 (all)")] = None,
-    sparsities: Annotated[
-        str, typer.Option(help="coarse grid")
-    ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    sparsities: Annotated[str, typer.Option(help="coarse grid")] = "0,0.1,0.2,0.3,0.4,0.5,0.6",
     score: Annotated[str, typer.Option(help="frame score of the search")] = "attention",
+    rule: Annotated[str, typer.Option(help="keep rule: audio (length-aware) or frames")] = "audio",
+    padding_frames: Annotated[
+        int, typer.Option(help="rule audio: padding frames kept at most")
+    ] = 128,
     baselines: Annotated[
         str, typer.Option(help="scores compared at the winner's setting")
     ] = "attention_cumulative,key_norm,stride,random",
@@ -875,31 +892,42 @@ def sparsify_search(
     ] = Path("results/sparsify"),
     threads: ThreadsOpt = None,
 ) -> None:
-    """Every (layer, sparsity) measured against dense; resumes from --out's store."""
+    """Every (layer, sparsity) measured against dense on short and 20-30 s clips; the budget
+    holds on each; resumes from --out's store."""
     from frugal.data import load_dataset
+    from frugal.data.datasets import join_utterances
+    from frugal.sparsify import SparsifyConfig
     from frugal.sparsify.search import run_search
 
     _threads(threads)
     try:
         ds = load_dataset(data)
+        wanted = [s.strip() for s in strata.split(",") if s.strip()]
+        if not wanted or set(wanted) - {"short", "long"}:
+            raise ValueError(f"--strata takes short and/or long, not {strata!r}")
+        sets = {}
+        if "short" in wanted:
+            sets["short"] = ds.take(limit, seed=seed) if limit is not None else ds
+        if "long" in wanted:
+            longs = load_dataset(long_data) if long_data else join_utterances(ds, 20.0, 30.0)
+            sets["long"] = longs.take(long_limit, seed=seed) if long_limit else longs
         layer_list = [int(v) for v in layers.split(",")] if layers else None
         grid = [float(v) for v in sparsities.split(",")]
         base_list = [b for b in baselines.split(",") if b]
+        base = SparsifyConfig(0, 0.0, score=score, rule=rule, padding_frames=padding_frames)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
-    if limit is not None:
-        ds = ds.take(limit, seed=seed)
     asr = _load(model)
     with err.status("searching") as status:
         try:
             result = run_search(
                 asr,
-                ds,
+                sets,
                 output,
                 max_wer_increase,
                 layer_list,
                 grid,
-                score,
+                base,
                 base_list,
                 progress=lambda msg: status.update(f"measuring {msg}"),
             )
@@ -911,47 +939,63 @@ def sparsify_search(
             raise typer.Exit(130) from None
         except ValueError as exc:
             _fail(str(exc))
-    table = Table(
-        "kind",
-        "layer",
-        "sparsity",
-        "score",
-        "WER %",
-        "Δ pt [95% CI]",
-        "NLL",
-        "e2e ms",
-        "enc ms",
-        "speed-up",
-    )
-    for r in result.table_rows():
-        table.add_row(
-            r["kind"],
-            str(r["layer"] if r["layer"] is not None else "-"),
-            f"{r['sparsity']:.3g}" if r["sparsity"] is not None else "-",
-            r["score"],
-            f"{r['wer_pct']:.2f}",
-            f"{r['wer_delta_pt']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
-            f"{r['nll_per_token']:.3f}",
-            f"{r['e2e_ms']:.0f}",
-            f"{r['encoder_ms']:.0f}",
-            f"{r['speedup']:.2f}x",
-        )
-    out.print(table)
+    out.print(_sparsify_table(result))
     if result.best is None:
-        out.print(f"no setting within {max_wer_increase} pt of dense")
+        out.print(f"no setting within {max_wer_increase} pt of dense on every stratum")
     else:
-        c = result.confirm
         out.print(
-            f"best within {max_wer_increase:g} pt: {result.best.config}; interleaved "
-            f"re-timing: dense {c['dense_ms']:.0f} ms, sparse {c['sparse_ms']:.0f} ms, "
-            f"{c['speedup']:.2f}x",
+            f"best within {max_wer_increase:g} pt: {result.guarded.config} (guard: "
+            + ", ".join(
+                f"{s} {result.compare(result.guarded, s)['guarded']} windows" for s in result.strata
+            )
+            + ")",
             highlight=False,
         )
+        for name, c in result.confirm.items():
+            out.print(
+                f"  {name}: interleaved re-timing with the guard, dense {c['dense_ms']:.0f} ms, "
+                f"sparse {c['sparse_ms']:.0f} ms, {c['speedup']:.2f}x end to end, encoder "
+                f"{c['encoder_speedup']:.2f}x",
+                highlight=False,
+            )
     out.print(
         f"store {output / 'search.jsonl'}, plot {output / 'search.png'}, best "
         f"{output / 'best.json'}",
         highlight=False,
     )
+
+
+def _sparsify_table(result) -> Table:
+    table = Table(
+        "kind",
+        "stratum",
+        "layer",
+        "sparsity",
+        "score",
+        "WER %",
+        "Δ pt [95% CI]",
+        "e2e ms",
+        "enc ms",
+        "speed-up",
+        "enc speed-up",
+        "guarded",
+    )
+    for r in result.table_rows():
+        table.add_row(
+            r["kind"],
+            r["stratum"],
+            str(r["layer"] if r["layer"] is not None else "-"),
+            f"{r['sparsity']:.3g}" if r["sparsity"] is not None else "-",
+            r["score"],
+            f"{r['wer_pct']:.2f}",
+            f"{r['wer_delta_pt']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            f"{r['e2e_ms']:.0f}",
+            f"{r['encoder_ms']:.0f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['encoder_speedup']:.2f}x",
+            f"{r['guarded']}/{r['windows']}" if r["kind"] == "guarded" else "-",
+        )
+    return table
 
 
 @app.command("eval")
@@ -988,7 +1032,14 @@ def eval_(
     result = evaluate(asr, ds, opts, warmup=warmup, progress=err.is_terminal, encoder=encoder)
     for row in result.failed:
         err.print(f"[red]error:[/red] {escape(str(row.error))}", highlight=False, soft_wrap=True)
-    out.print(_eval_table(result.summary()))
+    summary = result.summary()
+    out.print(_eval_table(summary))
+    if getattr(encoder, "guard", None) is not None:
+        out.print(
+            f"loop guard: {summary['guarded_windows']} of {summary['windows']} windows decoded "
+            "again dense",
+            highlight=False,
+        )
     if output is not None:
         out.print(f"results: {result.to_json(output)}")
     if result.failed:

@@ -1,14 +1,22 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import frugal
+from frugal.data.datasets import join_utterances
 from frugal.quantize import quantize_rtn
 from frugal.sparsify import SparsifyConfig, frame_scores, sparse_encode, sparse_encoder
 from frugal.sparsify.search import SearchStore, paired_bootstrap, run_search
-from frugal.tasks.asr import DecodeOptions, Transcriber
+from frugal.sparsify.whisper import audio_frames
+from frugal.tasks.asr import DecodeOptions, Transcriber, evaluate
+from frugal.tasks.asr import states as enc_states
+from frugal.tasks.asr.guard import LoopGuard
+from frugal.tasks.asr.longform import LongFormOptions
+
+SR = 16000
 
 
 @pytest.fixture(scope="module")
@@ -16,18 +24,83 @@ def feats(tiny_en, builtin):
     return Transcriber(tiny_en).features([builtin[i].load() for i in (0, 1, 160)])
 
 
-def test_kept_frames_are_ordered_and_counted(tiny_en, feats):
+@pytest.fixture(scope="module")
+def mixed(tiny_en, builtin):
+    """A 3 s, a 25 s and an 8 s window: features and their lengths in samples."""
+    audio = [
+        builtin[0].load(),
+        join_utterances(builtin[:8], 20.0, 30.0)[0].load(),
+        builtin[1].load(),
+    ]
+    return Transcriber(tiny_en).features(audio), [len(a) for a in audio]
+
+
+def test_audio_frames_follow_the_clip_length(tiny_en, builtin):
+    tr = Transcriber(tiny_en)
+    rng = np.random.default_rng(0)
+    samples = [52907, 446836, 66320, 30 * SR]
+    noise = [(0.1 * rng.standard_normal(m)).astype(np.float32) for m in samples]
+    # an encoder frame is 320 samples; the STFT's centred window adds at most two mel columns
+    for n, m in zip(audio_frames(tr.features(noise)), samples, strict=True):
+        assert min(1500, m / 320 - 1) <= n <= m / 320 + 2
+    assert audio_frames(tr.features([np.zeros(SR, np.float32)])) == [0]
+    # digital silence after the speech counts as padding: it is below the extractor's floor
+    speech = builtin[0].load()
+    padded = np.concatenate([speech, np.zeros(SR, np.float32)])
+    assert audio_frames(tr.features([padded])) == audio_frames(tr.features([speech]))
+
+
+def test_frames_rule_keeps_a_share_of_the_whole_window(tiny_en, feats):
     for s in (0.1, 0.5, 0.77):
-        out, kept = sparse_encode(tiny_en, feats, SparsifyConfig(1, s), return_kept=True)
+        cfg = SparsifyConfig(1, s, rule="frames")
+        out, kept = sparse_encode(tiny_en, feats, cfg, return_kept=True)
         n = int(np.ceil((1 - s) * 1500 - 1e-9))
         assert out.shape == (3, n, 384) and kept.shape == (3, n)
         assert (kept.diff(dim=1) > 0).all()
 
 
+def test_audio_rule_counts_audio_and_padding_separately(tiny_en, mixed):
+    feats, _ = mixed
+    audio = audio_frames(feats)
+    for s, p in ((0.0, 128), (0.3, 400), (0.6, 0)):
+        cfg = SparsifyConfig(0, s, padding_frames=p)
+        out, kept = sparse_encode(tiny_en, feats, cfg, return_kept=True)
+        for row, n in zip(kept, audio, strict=True):
+            row = row[row >= 0]
+            assert (row.diff() > 0).all()
+            assert (row < n).sum() == np.ceil((1 - s) * n - 1e-9)
+            assert (row >= n).sum() == min(p, 1500 - n)
+        # the shorter rows end in exact zero frames, which the decoder masks
+        lengths = (kept >= 0).sum(1).tolist()
+        assert enc_states.lengths(out) == lengths and max(lengths) == out.shape[1]
+        assert (out[kept < 0] == 0).all()
+
+
 def test_sparsity_zero_is_dense_exactly(tiny_en, feats):
     with torch.inference_mode():
         dense = tiny_en.model.model.encoder(feats).last_hidden_state
-    assert torch.equal(sparse_encode(tiny_en, feats, SparsifyConfig(2, 0.0)), dense)
+    assert torch.equal(sparse_encode(tiny_en, feats, SparsifyConfig(2, 0.0, rule="frames")), dense)
+    assert torch.equal(
+        sparse_encode(tiny_en, feats, SparsifyConfig(2, 0.0, padding_frames=1500)), dense
+    )
+
+
+def test_batched_unequal_lengths_equal_one_by_one(tiny_en, mixed):
+    """Rows of one batch keep different frame counts (padded and masked); each equals its
+    window encoded alone, as far as float32 allows: both are compared with a float64 run."""
+    feats, _ = mixed
+    cfg = SparsifyConfig(1, 0.3)
+    batched, kept_b = sparse_encode(tiny_en, feats, cfg, return_kept=True)
+    asr64 = frugal.load("tiny.en")
+    asr64.model.double()
+    for i in range(3):
+        alone, kept = sparse_encode(tiny_en, feats[i : i + 1], cfg, return_kept=True)
+        ref, kept64 = sparse_encode(asr64, feats[i : i + 1].double(), cfg, return_kept=True)
+        n = kept.shape[1]
+        assert torch.equal(kept_b[i, :n], kept[0]) and torch.equal(kept64, kept)
+        err_alone = (alone[0].double() - ref[0]).abs().max()
+        err_batched = (batched[i, :n].double() - ref[0]).abs().max()
+        assert err_batched <= 8 * err_alone, (i, err_batched, err_alone)
 
 
 def test_attention_score_equals_eager_probabilities(tiny_en, feats):
@@ -48,13 +121,64 @@ def test_attention_score_equals_eager_probabilities(tiny_en, feats):
     )
 
 
-def test_batched_equals_one_by_one(tiny_en, feats):
-    cfg = SparsifyConfig(1, 0.6)
-    batched = sparse_encode(tiny_en, feats, cfg)
-    for i in range(3):
-        torch.testing.assert_close(
-            sparse_encode(tiny_en, feats[i : i + 1], cfg)[0], batched[i], rtol=1e-5, atol=1e-5
-        )
+def test_transcripts_batched_equal_one_by_one(tiny_en, builtin):
+    """The decoder masks the padding frames of the shorter rows: a batch of windows that keep
+    different frame counts decodes to the same tokens as each window alone."""
+    audio = [
+        builtin[0].load(),
+        join_utterances(builtin[:8], 20.0, 30.0)[0].load(),
+        builtin[1].load(),
+    ]
+    enc = sparse_encoder(SparsifyConfig(0, 0.1))
+    batched = Transcriber(tiny_en, DecodeOptions(batch_size=3), encoder=enc).transcribe(audio)
+    alone = Transcriber(tiny_en, DecodeOptions(batch_size=1), encoder=enc).transcribe(audio)
+    assert [t.tokens for t in batched] == [t.tokens for t in alone]
+    assert "kettle" in batched[2].text.lower()
+
+
+def test_loop_guard_signals():
+    guard = LoopGuard()
+    assert guard.loops("and then " * 30) and not guard.loops("The kettle boiled over.")
+    assert guard.fires("The kettle boiled over.", -1.5)
+    assert not guard.fires("The kettle boiled over.", -0.2)
+    assert not LoopGuard(None, None).fires("and then " * 30, -9.0)
+
+
+def _always_guarded(cfg):
+    enc = sparse_encoder(cfg)
+    enc.guard = LoopGuard(compression_ratio=None, logprob=1.0)  # every window fires
+    return enc
+
+
+def test_a_guard_that_fires_gives_the_dense_transcript(tiny_en, builtin):
+    """Short windows and long-form windows (sequential and VAD-batched): every window the
+    guard sends back is decoded exactly as the dense model decodes it, and is counted."""
+    cfg = SparsifyConfig(0, 0.9)  # drops 90% of the speech
+    short = [builtin[i].load() for i in (1, 2, 3)]
+    long = [join_utterances(builtin[10:40], 45.0)[0].load()]
+    for mode, audio in (("short", short), ("sequential", long), ("batched", long)):
+        opts = DecodeOptions(batch_size=4)
+        if mode != "short":
+            opts = DecodeOptions(
+                batch_size=4, timestamps=True, long_form=LongFormOptions(mode=mode)
+            )
+        dense = Transcriber(tiny_en, opts).transcribe(audio)
+        guarded = Transcriber(tiny_en, opts, encoder=_always_guarded(cfg)).transcribe(audio)
+        assert [t.tokens for t in guarded] == [t.tokens for t in dense], mode
+        assert [t.guarded for t in guarded] == [t.windows - t.skipped for t in dense], mode
+        assert all(t.guarded == 0 for t in dense)
+
+
+def test_guard_catches_a_looping_setting_and_is_counted(tiny_en, builtin):
+    data = join_utterances(builtin[:40], 20.0, 30.0).take(4)
+    cfg = SparsifyConfig(0, 0.9, guard=False)
+    bare = evaluate(tiny_en, data, warmup=0, progress=False, nll=False, encoder=sparse_encoder(cfg))
+    cfg = SparsifyConfig(0, 0.9)
+    kept = evaluate(tiny_en, data, warmup=0, progress=False, nll=False, encoder=sparse_encoder(cfg))
+    dense = evaluate(tiny_en, data, warmup=0, progress=False, nll=False)
+    assert bare.summary()["guarded_windows"] == 0 < kept.summary()["guarded_windows"]
+    assert kept.wer < bare.wer and kept.wer <= dense.wer + 5.0
+    assert kept.extra["encoder"]["guard"] is True
 
 
 @pytest.mark.parametrize(
@@ -73,22 +197,53 @@ def test_every_score_decodes_with_lean_and_generate(tiny_en, builtin, score):
 def test_composes_with_quantized_weights(builtin):
     asr = frugal.load("tiny.en")
     quantize_rtn(asr, "mxint8")
-    res = Transcriber(asr, encoder=sparse_encoder(SparsifyConfig(1, 0.6))).transcribe(
+    res = Transcriber(asr, encoder=sparse_encoder(SparsifyConfig(1, 0.2))).transcribe(
         [builtin[1].load()]
     )
     assert "kettle" in res[0].text.lower()
 
 
+def test_composes_with_the_native_int8_kernels(builtin, tmp_path):
+    """A packed int8 folder runs its encoder Linears on the int8 kernel; sparsification drops
+    frames of the same encoder, in a batch of unequal lengths."""
+    from frugal.nn.native import Int8Linear
+    from frugal.quantize import save_quantized
+    from frugal.tasks.asr.quantize import quantize_whisper
+
+    asr = frugal.load("tiny.en")
+    quantize_whisper(asr, "int8_pc")
+    native = frugal.load(save_quantized(asr, tmp_path / "q8"))
+    assert isinstance(native.model.model.encoder.layers[1].fc1, Int8Linear)
+    audio = [builtin[1].load(), join_utterances(builtin[:8], 20.0, 30.0)[0].load()]
+    enc = sparse_encoder(SparsifyConfig(0, 0.1))
+    batched = Transcriber(native, DecodeOptions(batch_size=2), encoder=enc).transcribe(audio)
+    alone = Transcriber(native, DecodeOptions(batch_size=1), encoder=enc).transcribe(audio)
+    assert [t.tokens for t in batched] == [t.tokens for t in alone]
+    assert "kettle" in batched[0].text.lower()
+
+
 def test_config_parsing_and_errors(tiny_en, tmp_path):
     assert SparsifyConfig.parse("layer=1,sparsity=0.6") == SparsifyConfig(1, 0.6)
+    parsed = SparsifyConfig.parse("layer=1,sparsity=0.2,rule=frames,padding_frames=9,guard=off")
+    assert parsed == SparsifyConfig(1, 0.2, rule="frames", padding_frames=9, guard=False)
     assert (
         SparsifyConfig.parse('{"layer": 2, "sparsity": 0.5, "score": "random"}').score == "random"
     )
     (tmp_path / "c.json").write_text(json.dumps(SparsifyConfig(0, 0.3).to_dict()))
     assert SparsifyConfig.parse(str(tmp_path / "c.json")) == SparsifyConfig(0, 0.3)
-    for bad in ("layer=1,sparsity=1.0", "layer=1,sparsity=0.5,score=magic", "depth=1"):
+    for bad in (
+        "layer=1,sparsity=1.0",
+        "layer=1,sparsity=0.5,score=magic",
+        "depth=1",
+        "layer=1,sparsity=0.2,rule=seconds",
+        "layer=1,sparsity=0.2,padding_frames=-2",
+        "layer=1,sparsity=0.2,guard=maybe",
+    ):
         with pytest.raises(ValueError):
             SparsifyConfig.parse(bad)
+    # a search's best.json from before the length-aware rule means the rule it was found with
+    first = Path(__file__).parents[2] / "docs/results/sparsify/first_rule/sparsify_tiny_best.json"
+    assert SparsifyConfig.parse(str(first)) == SparsifyConfig(0, 0.6, rule="frames", guard=False)
     with pytest.raises(ValueError, match="has 4 encoder layers"):
         sparse_encode(tiny_en, torch.zeros(1, 80, 3000), SparsifyConfig(4, 0.5))
 
@@ -102,39 +257,71 @@ def test_paired_bootstrap():
 
 
 def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
-    data = builtin.take(2)
+    strata = {"short": builtin.take(2), "long": join_utterances(builtin[:10], 20.0, 30.0).take(1)}
     seen = []
     kwargs = dict(
-        layers=[1], sparsities=[0.5, 0.8], baselines=["stride"], warmup=0, progress=seen.append
+        layers=[1], sparsities=[0.0, 0.8], baselines=["stride"], warmup=0, progress=seen.append
     )
-    first = run_search(tiny_en, data, tmp_path, **kwargs)
+    first = run_search(tiny_en, strata, tmp_path, **kwargs)
     lines = (tmp_path / "search.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + len(seen) and len(seen) >= 4  # header + dense + 2 grid + baseline
+    points = len(seen) // 2  # every point is measured on both strata
+    assert len(lines) == 1 + points and points >= 4  # dense + 2 grid (+ baseline, guarded)
     assert (tmp_path / "search.png").stat().st_size > 5000
     best = json.loads((tmp_path / "best.json").read_text())
-    assert best["config"] == (first.best.config if first.best else None)
+    assert set(best["strata"]) == {"short", "long"}
+    if first.best is not None:
+        assert best["config"] == {**first.best.config, "guard": True}
+        assert first.guarded.config["guard"] is True and first.best.config["guard"] is False
+        for s in ("short", "long"):  # the budget holds on each stratum
+            assert first.compare(first.best, s)["wer_delta_pt"] <= 1.0
     # a kill mid-write: keep the header and two points, then half a line
     (tmp_path / "search.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
     seen.clear()
-    run_search(tiny_en, data, tmp_path, **kwargs)
-    assert len(seen) == len(lines) - 3  # only the lost points are measured again
+    run_search(tiny_en, strata, tmp_path, **kwargs)
+    assert len(seen) == 2 * (len(lines) - 3)  # only the lost points are measured again
     store = SearchStore.open(tmp_path / "search.jsonl", json.loads(lines[0])["header"])
     keys = [p.key() for p in store.points]
     assert len(keys) == len(set(keys)) == len(lines) - 1
     with pytest.raises(ValueError, match="belongs to another search"):
-        run_search(tiny_en, builtin.take(3), tmp_path, **kwargs)
+        run_search(tiny_en, {"short": builtin.take(3)}, tmp_path, **kwargs)
+
+
+def test_search_budget_must_hold_on_every_stratum():
+    """A setting within budget on short clips but not on long ones is not a winner."""
+    from frugal.sparsify.search import Point, SearchResult
+
+    def point(cfg, short_errors, long_errors, ms):
+        def stratum(errors):
+            words = [10] * len(errors)
+            summary = {
+                "wer_pct": 100 * sum(errors) / sum(words),
+                "e2e_ms_median": ms,
+                "encoder_ms_median": ms / 2,
+            }
+            return {"summary": summary, "errors": errors, "words": words}
+
+        return Point("grid", cfg, {"short": stratum(short_errors), "long": stratum(long_errors)})
+
+    dense = point(None, [1, 1, 1, 1], [1, 1, 1, 1], 100.0)
+    good_short_bad_long = point({"layer": 0, "sparsity": 0.5}, [1, 1, 1, 1], [3, 3, 1, 1], 50.0)
+    fine = point({"layer": 1, "sparsity": 0.1}, [1, 1, 1, 1], [1, 1, 1, 2], 80.0)
+    result = SearchResult(dense, [good_short_bad_long, fine], None, 1.0)
+    assert result.compare(good_short_bad_long, "short")["wer_delta_pt"] == 0.0
+    assert not result.within_budget(good_short_bad_long)
+    assert result.compare(fine, "long")["wer_delta_pt"] == pytest.approx(2.5)
+    assert not result.within_budget(fine)
+    assert SearchResult(dense, [fine], None, 3.0).within_budget(fine)
+    assert result.speedup(fine) == pytest.approx(1.25)
 
 
 def test_cli_sparsify_accepts_every_documented_form(tmp_path):
     """A string, a JSON string, a JSON file and a search's best.json (setting under
     "config"); bad values are one-line errors."""
-    from pathlib import Path
-
     from typer.testing import CliRunner
 
     from frugal.cli import app
 
-    best = Path(__file__).parents[2] / "docs" / "results" / "sparsify_tiny_best.json"
+    best = Path(__file__).parents[2] / "docs" / "results" / "sparsify" / "tiny" / "best.json"
     plain = tmp_path / "s.json"
     plain.write_text('{"layer": 1, "sparsity": 0.5}')
     (tmp_path / "list.json").write_text("[1, 2]")
@@ -151,3 +338,21 @@ def test_cli_sparsify_accepts_every_documented_form(tmp_path):
     ):
         res = runner.invoke(app, ["eval", "--limit", "1", "--sparsify", spec])
         assert res.exit_code == 2 and msg in res.output, (spec, res.output)
+
+
+def test_cli_sparsify_search_on_both_strata(tmp_path):
+    from typer.testing import CliRunner
+
+    from frugal.cli import app
+
+    runner = CliRunner()
+    args = ["sparsify", "search", "--limit", "2", "--long-limit", "1", "--layers", "1"]
+    args += ["--sparsities", "0", "--baselines", "", "--out", str(tmp_path)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert set(best["strata"]) == {"short", "long"}
+    assert "short" in res.output and "long" in res.output
+    for bad, msg in ((["--strata", "medium"], "--strata takes"), (["--rule", "x"], "keep rule")):
+        res = runner.invoke(app, [*args[:-1], str(tmp_path / "other"), *bad])
+        assert res.exit_code == 2 and msg in res.output, res.output

@@ -157,6 +157,38 @@ def test_timestamped_choice_and_logprob_match_the_full_fp32_computation(tiny_en)
     assert (err <= e.double() + 1e-5).all(), (err, e)
 
 
+def test_greedy_logprob_is_within_the_screen_bound(tiny_en):
+    """The loop guard's log-probability: the screened greedy token is the exact argmax and its
+    log-probability is within the screen's bound e of the float64 one."""
+    lean = LeanDecoder(tiny_en.model)
+    torch.manual_seed(2)
+    ln = tiny_en.model.model.decoder.layer_norm
+    with torch.inference_mode():
+        h = ln(torch.randn(16, 384) * 3)
+        token, logprob = lean._pick_greedy(h, lean.suppress_bias)
+        full = torch.nn.functional.linear(h.double(), lean.proj.double()) + lean.suppress_bias
+        exact = torch.log_softmax(full, dim=-1)
+    assert torch.equal(token, exact.argmax(-1))
+    e = lean.screen_logits(h, lean.proj.shape[0])[1].amax(-1)
+    err = (logprob.double() - exact.gather(1, token[:, None])[:, 0]).abs()
+    assert (err <= e.double() + 1e-5).all(), (err, e)
+
+
+def test_masked_rows_decode_as_their_trimmed_selves(tiny_en, builtin):
+    """Encoder states ending in zero frames (a sparsified batch) are masked in cross-attention:
+    a padded row decodes to the same tokens as the row alone."""
+    from frugal.tasks.asr import states
+
+    tr = Transcriber(tiny_en)
+    enc = tr.encoder(tiny_en, tr.features([builtin[1].load()]))[0, :700]
+    padded = states.stack([enc, torch.ones(900, 384)])  # the first row gets 200 zero frames
+    assert states.lengths(padded) == [700, 900]
+    lean = LeanDecoder(tiny_en.model)
+    prompt = [tiny_en.prompt_ids(None, "transcribe")] * 2
+    alone = lean.greedy(enc[None], prompt[:1])
+    assert lean.greedy(padded, prompt)[0] == alone[0]
+
+
 def test_sampling_is_reproducible_per_row(tiny_en, builtin):
     tr = Transcriber(tiny_en)
     feats = tr.features([u.load() for u in builtin.take(2)])

@@ -159,3 +159,49 @@ def load_dataset(spec: str | Path) -> SpeechDataset:
     if not path.exists():
         raise FileNotFoundError(f"data not found: {spec} (give 'builtin', a folder or a manifest)")
     raise ValueError(f"{spec}: unknown data kind (expected a folder, .jsonl or .csv manifest)")
+
+
+def join_utterances(
+    data: Sequence[Utterance],
+    min_s: float,
+    max_s: float | None = None,
+    pause_s: float = 0.4,
+    name: str | None = None,
+) -> SpeechDataset:
+    """Consecutive utterances joined with `pause_s` of silence into recordings of at least
+    `min_s` seconds (and at most `max_s` when given: an utterance that would overflow starts
+    the next one); a remainder shorter than `min_s` is dropped. References are joined too."""
+    pause = np.zeros(int(pause_s * SAMPLE_RATE), np.float32)
+    out: list[Utterance] = []
+    audio: list[np.ndarray] = []
+    parts: list[Utterance] = []
+
+    def seconds() -> float:
+        return sum(len(x) for x in audio) / SAMPLE_RATE
+
+    def close() -> None:
+        if audio and seconds() >= min_s:
+            out.append(
+                Utterance(
+                    "+".join(u.id for u in parts),
+                    None,
+                    " ".join(u.text for u in parts),
+                    meta={"parts": len(parts)},
+                    audio_array=np.concatenate(audio),
+                )
+            )
+        audio.clear()
+        parts.clear()
+
+    for u in data:
+        a = u.load()
+        if max_s is not None and audio and seconds() + len(a) / SAMPLE_RATE > max_s:
+            close()
+        audio += [a, pause]
+        parts.append(u)
+        if max_s is None and seconds() >= min_s:
+            close()
+    close()
+    span = f"{min_s:g}-{max_s:g} s" if max_s is not None else f">= {min_s:g} s"
+    base = getattr(data, "name", "data")
+    return SpeechDataset(name or f"{base} joined {span}", out)

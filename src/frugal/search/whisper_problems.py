@@ -97,7 +97,11 @@ class WhisperJoint(Problem):
         mbit = sum(m["bits_per_element"] * m["elements"] for m in done.values()) / 1e6
         encoder = None
         if config["sparsity"] > 0:
-            encoder = sparse_encoder(SparsifyConfig(config["sparsify_layer"], config["sparsity"]))
+            # the rule the stored pools were measured with; the raw setting (no loop guard)
+            setting = SparsifyConfig(
+                config["sparsify_layer"], config["sparsity"], rule="frames", guard=False
+            )
+            encoder = sparse_encoder(setting)
         utts = self._utterances()
         opts = DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens)
         tr = Transcriber(dataclasses.replace(asr, model=model), opts, encoder=encoder)

@@ -1,12 +1,17 @@
-"""Search over (layer, sparsity) for the fastest sparsified Whisper within a WER budget.
+"""Search over (layer, sparsity) for the fastest sparsified Whisper within a WER budget that
+holds on every length of input.
 
-Every measured point is appended to a JSONL store the moment it completes, so an
-interrupted search resumes without re-measuring. The dense model is measured in the same run;
-the WER difference to dense comes with a paired bootstrap confidence interval over
-utterances; the winner is re-timed interleaved with dense, utterance by utterance."""
+Every setting is measured on each stratum (e.g. short clips and 20–30 s clips, which a
+sparsity rule may treat differently) against the dense model in the same run; the WER
+difference to dense comes with a paired bootstrap interval over utterances, per stratum, and
+the budget must hold on each stratum separately. The grid runs without the loop guard (a
+guard must not hide a bad setting); the winner is measured again with it, and re-timed
+interleaved with dense, utterance by utterance. Every measured point is appended to a JSONL
+store the moment it completes, so an interrupted search resumes without re-measuring."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -16,25 +21,25 @@ from pathlib import Path
 import numpy as np
 
 from frugal.data.datasets import SpeechDataset
+from frugal.provenance import versions
+from frugal.search.pareto import pareto_mask
 from frugal.sparsify.whisper import SparsifyConfig, check_config, sparse_encoder
 from frugal.tasks.asr import DecodeOptions, Transcriber, evaluate
-from frugal.tasks.asr.evaluate import EvalResult, versions
+from frugal.tasks.asr.evaluate import EvalResult
 from frugal.tasks.asr.metrics import paired_bootstrap
 
-COARSE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+COARSE = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 BASELINE_SCORES = ("attention_cumulative", "key_norm", "stride", "random")
 
 
 @dataclass
 class Point:
-    """One measured configuration (config None = dense)."""
+    """One measured configuration (config None = dense): per stratum its summary and the
+    per-utterance word errors, reference words and end-to-end ms."""
 
-    kind: str  # dense | grid | refine | baseline
+    kind: str  # dense | grid | refine | baseline | guarded
     config: dict | None
-    summary: dict
-    errors: list[int]
-    words: list[int]
-    e2e_ms: list[float]
+    strata: dict[str, dict]
     seconds: float = 0.0
 
     def key(self) -> str:
@@ -67,7 +72,7 @@ class SearchStore:
             good.append(line)
             if i == 0:
                 stored = row.get("header", {})
-                for k in ("model", "data", "utterances", "max_wer_increase"):
+                for k in ("model", "strata", "max_wer_increase"):
                     if stored.get(k) != header.get(k):
                         raise ValueError(
                             f"{path} belongs to another search ({k}: "
@@ -92,17 +97,14 @@ class SearchStore:
         self.points.append(point)
 
 
-def _point(kind: str, cfg: SparsifyConfig | None, res: EvalResult, seconds: float) -> Point:
+def _measured(res: EvalResult) -> dict:
     rows = res.ok_rows
-    return Point(
-        kind,
-        cfg.to_dict() if cfg else None,
-        res.summary(),
-        [r.word_errors for r in rows],
-        [r.reference_words for r in rows],
-        [r.timings_ms["total_ms"] for r in rows],
-        seconds,
-    )
+    return {
+        "summary": res.summary(),
+        "errors": [r.word_errors for r in rows],
+        "words": [r.reference_words for r in rows],
+        "e2e_ms": [r.timings_ms["total_ms"] for r in rows],
+    }
 
 
 @dataclass
@@ -111,125 +113,136 @@ class SearchResult:
     points: list[Point]
     best: Point | None
     budget: float
+    guarded: Point | None = None
     confirm: dict = field(default_factory=dict)
 
+    @property
+    def strata(self) -> list[str]:
+        return list(self.dense.strata)
+
+    def compare(self, p: Point, stratum: str) -> dict:
+        """ΔWER vs dense with its paired 95% interval (points), speed-ups, guard firings."""
+        d, m = self.dense.strata[stratum], p.strata[stratum]
+        words = np.array(d["words"])
+        delta, lo, hi = paired_bootstrap(np.array(m["errors"]), np.array(d["errors"]), words)
+        ds, ms = d["summary"], m["summary"]
+        return {
+            "wer_pct": ms["wer_pct"],
+            "wer_delta_pt": delta,
+            "ci_low": lo,
+            "ci_high": hi,
+            "e2e_ms": ms["e2e_ms_median"],
+            "encoder_ms": ms["encoder_ms_median"],
+            "speedup": ds["e2e_ms_median"] / ms["e2e_ms_median"],
+            "encoder_speedup": ds["encoder_ms_median"] / ms["encoder_ms_median"],
+            "guarded": ms.get("guarded_windows", 0),
+            "windows": ms.get("windows", len(m["errors"])),
+        }
+
+    def within_budget(self, p: Point) -> bool:
+        """ΔWER ≤ budget on every stratum."""
+        return all(self.compare(p, s)["wer_delta_pt"] <= self.budget for s in self.strata)
+
+    def speedup(self, p: Point) -> float:
+        """Geometric mean over strata of the end-to-end speed-up over dense."""
+        ups = [self.compare(p, s)["speedup"] for s in self.strata]
+        return float(np.exp(np.mean(np.log(ups))))
+
     def table_rows(self) -> list[dict]:
-        d = np.array(self.dense.errors)
-        words = np.array(self.dense.words)
-        dense_ms = self.dense.summary["e2e_ms_median"]
         rows = []
-        for p in [self.dense, *self.points]:
-            delta, lo, hi = paired_bootstrap(np.array(p.errors), d, words)
+        extra = [self.guarded] if self.guarded is not None else []
+        for p in [self.dense, *self.points, *extra]:
             cfg = p.config or {}
-            rows.append(
-                {
-                    "kind": p.kind,
-                    "layer": cfg.get("layer"),
-                    "sparsity": cfg.get("sparsity"),
-                    "score": cfg.get("score", "-"),
-                    "wer_pct": p.summary["wer_pct"],
-                    "wer_delta_pt": delta,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "nll_per_token": p.summary["nll_per_token"],
-                    "e2e_ms": p.summary["e2e_ms_median"],
-                    "encoder_ms": p.summary["encoder_ms_median"],
-                    "speedup": dense_ms / p.summary["e2e_ms_median"],
-                    "within_budget": delta <= self.budget,
-                }
-            )
+            for s in self.strata:
+                rows.append(
+                    {
+                        "kind": p.kind,
+                        "stratum": s,
+                        "layer": cfg.get("layer"),
+                        "sparsity": cfg.get("sparsity"),
+                        "score": cfg.get("score", "-"),
+                        "rule": cfg.get("rule", "-"),
+                        **self.compare(p, s),
+                        "within_budget": self.within_budget(p),
+                    }
+                )
         return rows
 
 
-def _pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (latency, WER), sorted by latency."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    front, best = [], float("inf")
-    for i in order:
-        if points[i][1] < best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
 def plot_search(result: SearchResult, path: Path) -> Path:
+    """One panel per stratum: WER against median end-to-end ms, layers coloured, the Pareto
+    front, dense, the budget line and the winner."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result.table_rows() if r["kind"] in ("grid", "refine")]
-    dense = result.table_rows()[0]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    layers = sorted({r["layer"] for r in rows})
+    strata = result.strata
+    fig, axes = plt.subplots(1, len(strata), figsize=(6.5 * len(strata), 5), squeeze=False)
+    grid = [p for p in result.points if p.kind in ("grid", "refine")]
+    layers = sorted({p.config["layer"] for p in grid})
     cmap = plt.get_cmap("viridis", max(len(layers), 2))
-    top = max(2.5 * dense["wer_pct"], dense["wer_pct"] + 4 * result.budget)
-    for i, layer in enumerate(layers):
-        rs = [r for r in rows if r["layer"] == layer]
-        inside = [r for r in rs if r["wer_pct"] <= top]
+    for ax, s in zip(axes[0], strata, strict=True):
+        dense = result.compare(result.dense, s)
+        top = max(2.5 * dense["wer_pct"], dense["wer_pct"] + 4 * result.budget)
+        for i, layer in enumerate(layers):
+            rs = [result.compare(p, s) for p in grid if p.config["layer"] == layer]
+            ax.scatter(
+                [r["e2e_ms"] for r in rs],
+                [min(r["wer_pct"], top) for r in rs],  # off the chart: drawn at its top edge
+                color=cmap(i),
+                label=f"layer {layer}",
+                s=28,
+            )
+        measured = [result.compare(p, s) for p in [result.dense, *grid]]
+        pts = np.array([[r["e2e_ms"], r["wer_pct"]] for r in measured])
+        front = pts[pareto_mask(pts)]
+        front = front[np.argsort(front[:, 0])]
+        ax.plot(front[:, 0], np.minimum(front[:, 1], top), "k--", lw=1, label="Pareto front")
         ax.scatter(
-            [r["e2e_ms"] for r in inside],
-            [r["wer_pct"] for r in inside],
-            color=cmap(i),
-            label=f"layer {layer}",
-            s=28,
+            [dense["e2e_ms"]], [dense["wer_pct"]], marker="*", s=220, color="red", label="dense"
         )
-        above = [r for r in rs if r["wer_pct"] > top]  # off the chart: drawn at its top edge
-        ax.scatter(
-            [r["e2e_ms"] for r in above],
-            [top] * len(above),
-            color=cmap(i),
-            marker="^",
-            s=40,
-            label=f"layer {layer}, WER > {top:.0f}%" if above else None,
+        ax.axhline(
+            dense["wer_pct"] + result.budget,
+            color="red",
+            lw=0.8,
+            ls=":",
+            label=f"dense + {result.budget:g} pt",
         )
-    pts = [(r["e2e_ms"], r["wer_pct"]) for r in rows] + [(dense["e2e_ms"], dense["wer_pct"])]
-    front = _pareto(pts)
-    ax.plot(
-        [pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front"
-    )
-    ax.scatter([dense["e2e_ms"]], [dense["wer_pct"]], marker="*", s=220, color="red", label="dense")
-    ax.axhline(
-        dense["wer_pct"] + result.budget,
-        color="red",
-        lw=0.8,
-        ls=":",
-        label=f"dense + {result.budget:g} pt",
-    )
-    if result.best is not None:
-        b = result.best.summary
-        ax.scatter(
-            [b["e2e_ms_median"]],
-            [b["wer_pct"]],
-            facecolors="none",
-            edgecolors="red",
-            s=160,
-            lw=2,
-            label="best within budget",
+        if result.best is not None:
+            b = result.compare(result.best, s)
+            ax.scatter(
+                [b["e2e_ms"]],
+                [b["wer_pct"]],
+                facecolors="none",
+                edgecolors="red",
+                s=160,
+                lw=2,
+                label="winner",
+            )
+        ax.set_ylim(0, top * 1.04)
+        ax.set(
+            xlabel="median end-to-end ms per clip",
+            ylabel="WER (%)",
+            title=f"{s}: {result.dense.strata[s]['summary']['utterances']} clips",
         )
-    ax.set_ylim(0, top * 1.04)
-    ax.set(
-        xlabel="median end-to-end latency per utterance (ms)",
-        ylabel="WER (%)",
-        title="Whisper encoder sparsification: (layer, sparsity) search",
-    )
-    ax.legend(fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle("Whisper encoder sparsification: (layer, sparsity) search, WER > top drawn at top")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _refinements(points: list[Point], dense: Point, budget: float, step: float) -> list[tuple]:
+def _refinements(result: SearchResult, step: float) -> list[tuple]:
     """Sparsities halfway across each layer's budget boundary (last inside, first outside)."""
-    d = np.array(dense.errors)
-    words = np.array(dense.words)
     out = []
-    for layer in sorted({p.config["layer"] for p in points}):
+    for layer in sorted({p.config["layer"] for p in result.points}):
         ps = sorted(
-            (p for p in points if p.config["layer"] == layer), key=lambda p: p.config["sparsity"]
+            (p for p in result.points if p.config["layer"] == layer),
+            key=lambda p: p.config["sparsity"],
         )
-        ok = [paired_bootstrap(np.array(p.errors), d, words)[0] <= budget for p in ps]
+        ok = [result.within_budget(p) for p in ps]
         for a, b, oa, ob in zip(ps, ps[1:], ok, ok[1:], strict=False):
             if oa and not ob:
                 mid = round((a.config["sparsity"] + b.config["sparsity"]) / 2, 3)
@@ -240,26 +253,30 @@ def _refinements(points: list[Point], dense: Point, budget: float, step: float) 
 
 def run_search(
     asr,
-    data: SpeechDataset,
+    strata: dict[str, SpeechDataset],
     out: Path,
     max_wer_increase: float = 1.0,
     layers: Iterable[int] | None = None,
     sparsities: Iterable[float] = COARSE,
-    score: str = "attention",
+    base: SparsifyConfig | None = None,
     baselines: Iterable[str] = BASELINE_SCORES,
     warmup: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Measure dense, the (layer × sparsity) grid, refinements near the budget boundary and
-    the baseline scores at the winner's setting; write search.jsonl, search.png, best.json."""
+    """Measure dense, the (layer × sparsity) grid (settings of `base` otherwise, guard
+    off), refinements near the budget boundary, the baseline scores and the guard at the
+    winner's setting, on every stratum; write search.jsonl, search.png, best.json."""
+    if not strata or any(len(d) == 0 for d in strata.values()):
+        raise ValueError("every stratum needs at least one utterance")
+    base = dataclasses.replace(base or SparsifyConfig(0, 0.0), guard=False)
     n_layers = len(asr.model.model.encoder.layers)
     layers = list(range(n_layers)) if layers is None else list(layers)
+    sparsities = sorted(set(sparsities))
     for k in layers:
         check_config(asr, SparsifyConfig(k, 0.5))
     header = {
         "model": asr.name,
-        "data": data.name,
-        "utterances": len(data),
+        "strata": {name: [d.name, len(d)] for name, d in strata.items()},
         "max_wer_increase": max_wer_increase,
         "versions": versions(),
     }
@@ -270,51 +287,66 @@ def run_search(
         found = store.find(cfg.to_dict() if cfg else None)
         if found is not None:
             return found
-        if progress:
-            progress(f"{kind} {cfg.to_dict() if cfg else 'dense'}")
         t = time.perf_counter()
-        res = evaluate(
-            asr,
-            data,
-            opts,
-            warmup=warmup,
-            progress=False,
-            encoder=sparse_encoder(cfg) if cfg else None,
-        )
-        point = _point(kind, cfg, res, time.perf_counter() - t)
+        per = {}
+        for name, data in strata.items():
+            if progress:
+                progress(f"{kind} {cfg.to_dict() if cfg else 'dense'} on {name}")
+            res = evaluate(
+                asr,
+                data,
+                opts,
+                warmup=warmup,
+                progress=False,
+                nll=False,
+                encoder=sparse_encoder(cfg) if cfg else None,
+            )
+            per[name] = _measured(res)
+        point = Point(kind, cfg.to_dict() if cfg else None, per, time.perf_counter() - t)
         store.add(point)
         return point
 
+    def setting(layer: int, sparsity: float, **kw) -> SparsifyConfig:
+        return dataclasses.replace(base, layer=layer, sparsity=sparsity, **kw)
+
     dense = measure("dense", None)
-    grid = [measure("grid", SparsifyConfig(k, s, score)) for k in layers for s in sparsities]
-    step = min(np.diff(sorted(sparsities))) if len(list(sparsities)) > 1 else 0.1
-    refine = [
-        measure("refine", SparsifyConfig(k, s, score))
-        for k, s in _refinements(grid, dense, max_wer_increase, step)
-    ]
-    points = grid + refine
-    result = SearchResult(dense, points, None, max_wer_increase)
-    rows = result.table_rows()[1:]
-    ok = [(r["e2e_ms"], p) for r, p in zip(rows, points, strict=True) if r["within_budget"]]
-    best = min(ok, key=lambda t: t[0])[1] if ok else None
-    result.best = best
+    result = SearchResult(dense, [], None, max_wer_increase)
+    result.points = [measure("grid", setting(k, s)) for k in layers for s in sparsities]
+    step = min(np.diff(sparsities)) if len(sparsities) > 1 else 0.1
+    result.points += [measure("refine", setting(k, s)) for k, s in _refinements(result, step)]
+    ok = [p for p in result.points if result.within_budget(p)]
+    result.best = max(ok, key=result.speedup) if ok else None
+    best = result.best
     if best is not None:
+        win = SparsifyConfig(**best.config)
         for b in baselines:
-            cfg = SparsifyConfig(best.config["layer"], best.config["sparsity"], b)
-            result.points.append(measure("baseline", cfg))
+            if b != win.score:
+                result.points.append(measure("baseline", dataclasses.replace(win, score=b)))
+        guarded = dataclasses.replace(win, guard=True)
+        result.guarded = measure("guarded", guarded)
         previous = out / "best.json"
         old = json.loads(previous.read_text()) if previous.exists() else {}
-        if old.get("config") == best.config and old.get("confirm"):
+        if old.get("config") == guarded.to_dict() and old.get("confirm"):
             result.confirm = old["confirm"]  # already re-timed for this winner
         else:
-            result.confirm = confirm_speedup(asr, data, SparsifyConfig(**best.config))
+            result.confirm = {
+                name: confirm_speedup(asr, data, guarded) for name, data in strata.items()
+            }
     plot_search(result, out / "search.png")
     best_json = {
-        "config": best.config if best else None,
+        "config": dataclasses.replace(SparsifyConfig(**best.config), guard=True).to_dict()
+        if best
+        else None,
         "budget_pt": max_wer_increase,
-        "measured": best.summary if best else None,
+        "strata": {
+            s: {
+                "dense": dense.strata[s]["summary"],
+                "winner": result.compare(best, s) if best else None,
+                "winner_guarded": result.compare(result.guarded, s) if best else None,
+            }
+            for s in result.strata
+        },
         "confirm": result.confirm,
-        "dense": dense.summary,
     }
     (out / "best.json").write_text(json.dumps(best_json, indent=1))
     return result
@@ -327,13 +359,24 @@ def confirm_speedup(asr, data: SpeechDataset, cfg: SparsifyConfig, rounds: int =
     audios = [u.load() for u in data]
     for tr in (dense, sparse):
         tr.transcribe(audios[:1])
-    times = {"dense": [], "sparse": []}
+    times: dict[str, list[float]] = {"dense": [], "sparse": []}
+    encoder: dict[str, list[float]] = {"dense": [], "sparse": []}
     for _ in range(rounds):
         for i, a in enumerate(audios):
             order = [("dense", dense), ("sparse", sparse)][:: 1 if i % 2 == 0 else -1]
             for name, tr in order:
                 t = time.perf_counter()
-                tr.transcribe([a])
+                res = tr.transcribe([a])[0]
                 times[name].append(1e3 * (time.perf_counter() - t))
+                encoder[name].append(res.timings_ms.get("encoder_ms", float("nan")))
     d, s = float(np.median(times["dense"])), float(np.median(times["sparse"]))
-    return {"dense_ms": d, "sparse_ms": s, "speedup": d / s, "utterances": len(audios)}
+    de, se = float(np.median(encoder["dense"])), float(np.median(encoder["sparse"]))
+    return {
+        "dense_ms": d,
+        "sparse_ms": s,
+        "speedup": d / s,
+        "dense_encoder_ms": de,
+        "sparse_encoder_ms": se,
+        "encoder_speedup": de / se,
+        "utterances": len(audios),
+    }

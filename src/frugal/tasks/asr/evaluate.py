@@ -30,6 +30,7 @@ class UtteranceResult:
     decoding: str = "short"  # short (one window), or the long-form mode used
     windows: int = 1
     fallbacks: int = 0
+    guarded: int = 0  # windows the loop guard decoded again dense
     error: str | None = None
 
 
@@ -103,6 +104,8 @@ class EvalResult:
             "decoder_ms_median": lat["decoder_ms"].get("median"),
             "rtf_median": lat["rtf"].get("median"),
             "long_form_utterances": sum(r.decoding != "short" for r in self.ok_rows),
+            "guarded_windows": sum(r.guarded for r in self.ok_rows),
+            "windows": sum(r.windows for r in self.ok_rows),
         }
 
     def compare(self, baseline: EvalResult) -> dict:
@@ -172,7 +175,7 @@ def evaluate(
             windows = split_windows(audio)
             if len(windows) == 1:
                 wb = tr.decode_windows(windows)
-                row.timings_ms = wb.timings_ms
+                row.timings_ms, row.guarded = wb.timings_ms, sum(wb.guarded)
                 tokens = wb.tokens[0]
                 row.hypothesis = asr.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 if nll and utt.text:
@@ -183,6 +186,7 @@ def evaluate(
                 t = tr.transcribe([audio])[0]
                 row.hypothesis, row.timings_ms = t.text, t.timings_ms
                 row.decoding, row.windows, row.fallbacks = t.decoding, t.windows, t.fallbacks
+                row.guarded = t.guarded
             if utt.text:
                 s, d, i, n = word_errors(utt.text, row.hypothesis)
                 row.word_errors, row.reference_words = s + d + i, n

@@ -16,6 +16,7 @@ from transformers import WhisperForConditionalGeneration
 
 from frugal.nn.modules import QuantMixin
 from frugal.nn.native import quantize_rows
+from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
 
 
@@ -142,12 +143,17 @@ class LeanDecoder:
         self.begin_bias[[t for t in begin if 0 <= t < vocab]] = float("-inf")
         self.eot = int(gc.eos_token_id if isinstance(gc.eos_token_id, int) else gc.eos_token_id[0])
 
-    def cross_kv(self, encoder_out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per-layer cross-attention (k, v), each (B, heads, T, head_dim), in one matmul."""
+    def cross_kv(self, encoder_out: torch.Tensor) -> list[tuple]:
+        """Per-layer cross-attention (k, v, mask): k, v (B, heads, T, head_dim) in one matmul;
+        mask (B, 1, 1, T), True where a frame is attended, or None when no row of the batch
+        has zero-frame padding (see `states`)."""
         b, t, _ = encoder_out.shape
         kv = F.linear(encoder_out, self.cross_w, self.cross_b)
         kv = kv.view(b, t, len(self.layers) * 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
+        mask = frame_mask(encoder_out)
+        if mask is not None:
+            mask = mask[:, None, None, :]
+        return [(kv[2 * i], kv[2 * i + 1], mask) for i in range(len(self.layers))]
 
     def _forward(
         self, tokens: torch.Tensor, pos: int, cache, cross, capture: dict | None = None
@@ -158,7 +164,7 @@ class LeanDecoder:
         b, s = tokens.shape
         h_, dh, d = self.n_heads, self.head_dim, self.d_model
         x = F.embedding(tokens, self.embed) + self.positions[pos : pos + s]
-        for i, (layer, (k_cache, v_cache), (k_x, v_x)) in enumerate(
+        for i, (layer, (k_cache, v_cache), (k_x, v_x, m_x)) in enumerate(
             zip(self.layers, cache, cross, strict=True)
         ):
             h = F.layer_norm(x, (d,), *layer.ln1, self.eps)
@@ -176,7 +182,7 @@ class LeanDecoder:
             if capture is not None and i in capture:
                 heads = capture[i]
                 capture[i] = (q[:, heads] @ k_x[:, heads].transpose(-1, -2)) * dh**-0.5
-            a = F.scaled_dot_product_attention(q, k_x, v_x)
+            a = F.scaled_dot_product_attention(q, k_x, v_x, attn_mask=m_x)
             x = x + F.linear(a.transpose(1, 2).reshape(b, s, d), layer.w_o_cross, layer.b_o_cross)
             h = F.layer_norm(x, (d,), *layer.ln3, self.eps)
             x = x + F.linear(
@@ -270,6 +276,16 @@ class LeanDecoder:
         j, value = _argmax(exact)
         return cand[j], torch.where(live, value, top), approx
 
+    def _pick_greedy(
+        self, h: torch.Tensor, bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy token (exact, screened) and its log-probability; the normalizer comes from
+        the screen's logits, so it is within e (see `screen_logits`) of the fp32 one."""
+        token, value, approx = self._screened_max(h, bias)
+        if approx is None:  # the exact logits were computed: use them for the normalizer
+            approx = F.linear(h, self.proj) + bias
+        return token, value - torch.logsumexp(approx, dim=-1)
+
     def _pick_timestamped(
         self, h: torch.Tensor, bias: torch.Tensor, rules: TimestampRules
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,11 +358,13 @@ class LeanDecoder:
         generators: list[torch.Generator] | None = None,
         sot_index: int | None = None,
         no_speech_id: int | None = None,
+        logprobs: bool = False,
     ) -> Decoded:
         """Decode a batch of encoder outputs (B, T, d) after prompts of equal length.
 
         Greedy at temperature 0, else sampled (one seeded generator per row). With
-        `timestamps`, Whisper's timestamp rules apply and the log-probabilities are tracked;
+        `timestamps` (or `logprobs`), Whisper's timestamp rules apply (do not) and the
+        log-probabilities are tracked;
         with `no_speech_id`, the probability of that token after the prompt's start-of-
         transcript (at `sot_index`) is returned too."""
         b = encoder_out.shape[0]
@@ -354,7 +372,7 @@ class LeanDecoder:
             raise ValueError("one prompt per batch item, all of the same length")
         if temperature > 0 and (generators is None or len(generators) != b):
             raise ValueError("sampling needs one torch.Generator per batch item")
-        track = timestamps is not None or temperature > 0
+        track = timestamps is not None or temperature > 0 or logprobs
         p = len(prompts[0])
         limit = self.max_length - p
         max_new = limit if max_new_tokens is None else min(max_new_tokens, limit)
@@ -381,6 +399,8 @@ class LeanDecoder:
                 nxt, logprob = self._sample(h, bias, timestamps, temperature, generators)
             elif timestamps is not None:
                 nxt, logprob = self._pick_timestamped(h, bias, timestamps)
+            elif logprobs:
+                nxt, logprob = self._pick_greedy(h, bias)
             else:
                 nxt, logprob = self.argmax_logits(h, bias), None
             lps = logprob.tolist() if track else None
@@ -400,7 +420,9 @@ class LeanDecoder:
                 keep = torch.tensor([k for k, i in enumerate(alive) if not ended[i]])
                 nxt, alive = nxt[keep], [alive[k] for k in keep.tolist()]
                 cache = [(kc[keep], vc[keep]) for kc, vc in cache]
-                cross = [(kx[keep], vx[keep]) for kx, vx in cross]
+                cross = [
+                    (kx[keep], vx[keep], None if m is None else m[keep]) for kx, vx, m in cross
+                ]
                 if generators is not None:
                     generators = [generators[k] for k in keep.tolist()]
             h = self._forward(nxt[:, None], p + step, cache, cross)[:, -1]

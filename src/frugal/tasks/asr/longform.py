@@ -15,7 +15,6 @@ pass would lose.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -24,7 +23,9 @@ import torch
 
 from frugal.data.audio import SAMPLE_RATE
 from frugal.data.vad import VadOptions, speech_chunks
+from frugal.tasks.asr import states
 from frugal.tasks.asr.alignment import Word
+from frugal.tasks.asr.guard import LoopGuard
 from frugal.tasks.asr.timestamps import (
     FRAMES_PER_SECOND,
     WINDOW_FRAMES,
@@ -102,12 +103,6 @@ class Segment:
         return asdict(self)
 
 
-def compression_ratio(text: str) -> float:
-    """len(utf-8 bytes) / len(zlib-compressed bytes): above ~2.4 the text repeats itself."""
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
-
-
 @dataclass
 class WindowResult:
     """One decoded window: tokens (timestamps included, no end-of-text) and its scores."""
@@ -138,6 +133,8 @@ class Stream:
     windows: int = 0
     fallbacks: int = 0
     skipped: int = 0  # windows judged silent
+    dense: bool = False  # this window is encoded dense (the loop guard fired on it)
+    guarded: int = 0  # windows the loop guard sent back to the dense encoder
 
     @property
     def frames(self) -> int:
@@ -223,12 +220,17 @@ class LongFormRunner:
         decode_text: Callable[[list[int]], str],
         batch_size: int,
         align: Callable[[Stream, torch.Tensor, list[Segment], int, float], None] | None = None,
+        guard: LoopGuard | None = None,
+        encode_dense: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.opts, self.rules, self.is_silent = opts, rules, is_silent
         self.features, self.encode, self.prompt = features, encode, prompt
         self.decode, self.decode_text = decode, decode_text
         self.batch_size = batch_size
         self.align = align
+        if guard is not None and encode_dense is None:
+            raise ValueError("a loop guard needs the dense encoder to fall back on")
+        self.guard, self.encode_dense = guard, encode_dense
         self.timings_ms: dict[int, dict[str, float]] = {}
 
     def run(self, streams: list[Stream], progress: Callable[[Stream, int], None] | None = None):
@@ -271,13 +273,17 @@ class LongFormRunner:
         if fresh:
             feats = self.features([s.window() for s in fresh])
             t1 = time.perf_counter()
-            enc = self.encode(feats)
+            for dense in (False, True):  # windows the guard sent back are encoded dense
+                idx = [i for i, s in enumerate(fresh) if s.dense == dense]
+                if idx:
+                    some = feats if len(idx) == len(fresh) else feats[idx]
+                    enc = (self.encode_dense if dense else self.encode)(some)
+                    for i, row in zip(idx, enc, strict=True):
+                        fresh[i].cached = (fresh[i].seek, row)
             t2 = time.perf_counter()
             feats_ms, enc_ms = 1e3 * (t1 - t0), 1e3 * (t2 - t1)
-            for s, row in zip(fresh, enc, strict=True):
-                s.cached = (s.seek, row)
         t2 = time.perf_counter()
-        enc_out = torch.stack([s.cached[1] for s in batch])
+        enc_out = states.stack([s.cached[1] for s in batch])
         made = [self.prompt(s, enc_out[i : i + 1]) for i, s in enumerate(batch)]
         prompts, sots = [p for p, _ in made], [k for _, k in made]
         results: list[WindowResult | None] = [None] * len(batch)
@@ -302,17 +308,30 @@ class LongFormRunner:
             tm = self.timings_ms.setdefault(s.owner, {})
             for k, v in share.items():
                 tm[k] = tm.get(k, 0.0) + v
+            if self._guard_fires(s, r):  # decoded again at this temperature, dense
+                s.dense, s.cached = True, None
+                s.guarded += 1
+                continue
             s.tried.append(r)
             if needs_fallback(r, self.opts) and len(s.tried) < len(self.opts.temperatures):
                 s.fallbacks += 1
                 continue
             self._accept(s, r if not needs_fallback(r, self.opts) else _best(s.tried, self.opts))
 
+    def _guard_fires(self, s: Stream, r: WindowResult) -> bool:
+        """An approximate encoder's window that loops or collapses (and is not silence)."""
+        return (
+            self.guard is not None
+            and not s.dense
+            and self.guard.fires(r.text, r.avg_logprob)
+            and not is_silent(r, self.opts)
+        )
+
     def _accept(self, s: Stream, r: WindowResult) -> None:
         """Keep a window's complete segments and seek past them."""
         window_frames = min(WINDOW_FRAMES, s.frames - s.seek)
-        enc = s.cached[1] if s.cached is not None else None
-        s.tried, s.cached = [], None
+        enc = states.trim(s.cached[1]) if s.cached is not None else None
+        s.tried, s.cached, s.dense = [], None, False
         s.windows += 1
         if is_silent(r, self.opts):
             s.skipped += 1

@@ -18,6 +18,8 @@ import torch
 
 from frugal.data.audio import SAMPLE_RATE, peak_dbfs
 from frugal.models.whisper import WhisperASR
+from frugal.tasks.asr import states
+from frugal.tasks.asr.guard import LoopGuard, compression_ratio
 from frugal.tasks.asr.lean_decoder import LeanDecoder
 from frugal.tasks.asr.longform import (
     LongFormOptions,
@@ -25,7 +27,6 @@ from frugal.tasks.asr.longform import (
     Segment,
     Stream,
     WindowResult,
-    compression_ratio,
     streams_for,
 )
 from frugal.tasks.asr.timestamps import TimestampRules
@@ -72,7 +73,8 @@ class DecodeOptions:
 class Transcript:
     """Text and tokens of one recording, with the time spent on it (ms). `decoding` says how:
     "short" (one window, no timestamps), "sequential", "batched" or "windows"; `fallbacks`
-    counts windows decoded again at a higher temperature, `skipped` windows judged silent."""
+    counts windows decoded again at a higher temperature, `skipped` windows judged silent,
+    `guarded` windows of an approximate encoder decoded again dense by its loop guard."""
 
     text: str
     tokens: list[int]
@@ -84,18 +86,22 @@ class Transcript:
     decoding: str = "short"
     fallbacks: int = 0
     skipped: int = 0
+    guarded: int = 0
 
 
 @dataclass
 class WindowBatch:
     """Decoded batch of ≤30 s windows: tokens, language and prompt per window, the batch's
-    timings (ms) and the encoder output (kept for scoring, e.g. token NLL)."""
+    timings (ms), the encoder output the tokens come from (kept for scoring, e.g. token NLL;
+    rows of unequal length padded as `states` says) and which windows the loop guard
+    decoded again dense."""
 
     tokens: list[list[int]]
     languages: list[str | None]
     prompts: list[list[int]]
     timings_ms: dict[str, float]
     encoder_out: torch.Tensor
+    guarded: list[bool] = field(default_factory=list)
 
 
 def split_windows(audio: np.ndarray, window_s: float = WINDOW_S) -> list[np.ndarray]:
@@ -111,7 +117,8 @@ def _now() -> float:
 
 
 # A function from (asr, features (B, mels, 3000)) to encoder states (B, T, d); sparsification
-# and quantization swap in their own.
+# and quantization swap in their own. Rows may end in zero frames (padding, see `states`); an
+# approximate encoder may carry a `guard` (LoopGuard) attribute.
 EncoderFn = Callable[[WhisperASR, torch.Tensor], torch.Tensor]
 
 
@@ -132,6 +139,7 @@ class Transcriber:
         self.asr = asr
         self.options = options or DecodeOptions()
         self.encoder = encoder or dense_encoder
+        self.guard: LoopGuard | None = getattr(self.encoder, "guard", None)
         self._lean: LeanDecoder | None = None
         self._lean_key: tuple | None = None
 
@@ -183,27 +191,86 @@ class Transcriber:
         else:
             languages = [opts.language] * len(windows)
         prompts = [asr.prompt_ids(lang, opts.task) for lang in languages]
-        tokens: list[list[int]] = [[] for _ in windows]
         heard = [i for i, w in enumerate(windows) if not self.is_silent(w)]
-        # one prompt shape per call; languages may differ within a batch
-        for lang in dict.fromkeys(languages[i] for i in heard):
-            idx = [i for i in heard if languages[i] == lang]
-            if opts.method == "lean" and opts.beam_size == 1:
-                out = self.lean_decoder().greedy(
-                    enc[idx], [prompts[i] for i in idx], opts.max_new_tokens
-                )
-            else:
-                out = self._generate(enc[idx], [prompts[i] for i in idx])
-            for i, toks in zip(idx, out, strict=True):
-                tokens[i] = toks
+        guard = self.guard is not None
+        tokens, avg_logprob = self._decode_short(
+            enc if len(heard) == len(windows) else enc[heard], languages, prompts, heard, guard
+        )
         t3 = _now()
         timing = {
             "features_ms": 1e3 * (t1 - t0),
             "encoder_ms": 1e3 * (t2 - t1),
             "decoder_ms": 1e3 * (t3 - t2),
-            "total_ms": 1e3 * (t3 - t0),
         }
-        return WindowBatch(tokens, languages, prompts, timing, enc)
+        guarded = [False] * len(windows)
+        if guard and heard:
+            fired = self._guard_fires(enc, prompts, tokens, heard, avg_logprob)
+            if fired:
+                dense = dense_encoder(asr, feats[fired])
+                redo, _ = self._decode_short(dense, languages, prompts, fired)
+                rows = [states.trim(r) for r in enc]
+                for k, i in enumerate(fired):
+                    tokens[i], rows[i], guarded[i] = redo[i], dense[k], True
+                enc = states.stack(rows)
+            timing["guard_ms"] = 1e3 * (_now() - t3)
+        timing["total_ms"] = sum(timing.values())
+        return WindowBatch(tokens, languages, prompts, timing, enc, guarded)
+
+    def _decode_short(
+        self,
+        enc: torch.Tensor,
+        languages: list[str | None],
+        prompts: list[list[int]],
+        which: list[int],
+        logprobs: bool = False,
+    ) -> tuple[list[list[int]], dict[int, float]]:
+        """Tokens (no timestamps) of the windows numbered `which`, whose states are the rows
+        of `enc` in that order; `languages` and `prompts` cover every window. Windows not in
+        `which` get no tokens. With `logprobs`, the lean decoder's mean log-probability per
+        token of each window too (nats; generate() gives none)."""
+        opts = self.options
+        tokens: list[list[int]] = [[] for _ in prompts]
+        avg: dict[int, float] = {}
+        # one prompt shape per call; languages may differ within a batch
+        for lang in dict.fromkeys(languages[i] for i in which):
+            rows = [k for k, i in enumerate(which) if languages[i] == lang]
+            idx = [which[k] for k in rows]
+            if opts.method == "lean" and opts.beam_size == 1:
+                d = self.lean_decoder().decode(
+                    enc[rows], [prompts[i] for i in idx], opts.max_new_tokens, logprobs=logprobs
+                )
+                out = d.tokens
+                if logprobs:
+                    avg.update({i: d.avg_logprob(k) for k, i in enumerate(idx)})
+            else:
+                out = self._generate(enc[rows], [prompts[i] for i in idx])
+            for i, toks in zip(idx, out, strict=True):
+                tokens[i] = toks
+        return tokens, avg
+
+    def _guard_fires(
+        self,
+        enc: torch.Tensor,
+        prompts: list[list[int]],
+        tokens: list[list[int]],
+        heard: list[int],
+        avg_logprob: dict[int, float],
+    ) -> list[int]:
+        """Windows whose text loops (compression ratio) or whose tokens are improbable (mean
+        log-probability from decoding; teacher-forced when generate() decoded)."""
+        guard, decode = self.guard, self.asr.tokenizer.decode
+        loops = [i for i in heard if guard.loops(decode(tokens[i], skip_special_tokens=True))]
+        rest = [i for i in heard if i not in loops]
+        if guard.logprob is None or not rest:
+            return loops
+        unknown = [i for i in rest if i not in avg_logprob]
+        if unknown:
+            d = self.lean_decoder().score(
+                enc[unknown], [prompts[i] for i in unknown], [tokens[i] for i in unknown]
+            )
+            avg_logprob = {**avg_logprob, **{i: d.avg_logprob(k) for k, i in enumerate(unknown)}}
+        low = [i for i in rest if avg_logprob[i] < guard.logprob]
+        return sorted(loops + low)
 
     def _generate(
         self,
@@ -216,6 +283,11 @@ class Transcriber:
         from transformers.modeling_outputs import BaseModelOutput
 
         opts, asr = self.options, self.asr
+        if states.frame_mask(enc) is not None:  # generate() has no cross-attention mask
+            return [
+                self._generate(states.trim(row)[None], [p], timestamps, temperature)[0]
+                for row, p in zip(enc, prompts, strict=True)
+            ]
         eot = asr.token_ids["eot"]
         out = []
         for prompt in dict.fromkeys(map(tuple, prompts)):
@@ -270,27 +342,26 @@ class Transcriber:
             for w in split_windows(audio):
                 windows.append(w)
                 owner.append(i)
-        results: list[tuple[list[int], str | None, dict]] = []
+        results: list[tuple[list[int], str | None, dict, bool]] = []
         bs = self.options.batch_size
         for start in range(0, len(windows), bs):
             batch = windows[start : start + bs]
             wb = self.decode_windows(batch)
             share = {k: v / len(batch) for k, v in wb.timings_ms.items()}
-            results.extend(
-                (toks, lang, share) for toks, lang in zip(wb.tokens, wb.languages, strict=True)
-            )
+            guarded = wb.guarded or [False] * len(batch)
+            results.extend(zip(wb.tokens, wb.languages, [share] * len(batch), guarded, strict=True))
             if progress is not None:
                 progress(sum(len(w) for w in batch) / SAMPLE_RATE)
         out = {}
         for i, audio in zip(owners, audios, strict=True):
             parts = [r for r, o in zip(results, owner, strict=True) if o == i]
-            tokens = [t for toks, _, _ in parts for t in toks]
+            tokens = [t for toks, *_ in parts for t in toks]
             texts = [
                 self.asr.tokenizer.decode(toks, skip_special_tokens=True).strip()
-                for toks, _, _ in parts
+                for toks, *_ in parts
             ]
             timings: dict[str, float] = {}
-            for _, _, tm in parts:
+            for _, _, tm, _ in parts:
                 for k, v in tm.items():
                     timings[k] = timings.get(k, 0.0) + v
             duration = len(audio) / SAMPLE_RATE
@@ -307,6 +378,7 @@ class Transcriber:
                     if text
                 ],
                 decoding="short" if len(parts) == 1 else "windows",
+                guarded=sum(g for *_, g in parts),
             )
         return out
 
@@ -399,9 +471,12 @@ class Transcriber:
     def _align(
         self, stream: Stream, enc: torch.Tensor, segments: list[Segment], frames: int, start: float
     ) -> None:
-        """Word timestamps of one window's segments (`start`: the window's time in s)."""
+        """Word timestamps of one window's segments (`start`: the window's time in s). A
+        sparsified window is aligned on the dense encoder's states: times need every frame."""
         from frugal.tasks.asr.alignment import align_words, fit_to_segment, word_duration_limits
 
+        if enc.shape[0] != self.asr.config.max_source_positions:  # a sparsified window
+            enc = dense_encoder(self.asr, self.features([stream.window()]))[0]
         eot = self.asr.token_ids["eot"]
         per_segment = [[t for t in g.tokens if t < eot] for g in segments]
         text = [t for toks in per_segment for t in toks]
@@ -462,6 +537,8 @@ class Transcriber:
             decode_text=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
             batch_size=self.options.batch_size,
             align=self._align,
+            guard=self.guard,
+            encode_dense=None if self.guard is None else lambda f: dense_encoder(self.asr, f),
         )
         hop = SAMPLE_RATE // 100
         with torch.inference_mode():
@@ -488,6 +565,7 @@ class Transcriber:
                 decoding=lf.mode,
                 fallbacks=sum(s.fallbacks for s in mine),
                 skipped=sum(s.skipped for s in mine),
+                guarded=sum(s.guarded for s in mine),
             )
         return out
 
