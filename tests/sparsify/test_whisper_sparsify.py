@@ -356,3 +356,23 @@ def test_cli_sparsify_search_on_both_strata(tmp_path):
     for bad, msg in ((["--strata", "medium"], "--strata takes"), (["--rule", "x"], "keep rule")):
         res = runner.invoke(app, [*args[:-1], str(tmp_path / "other"), *bad])
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_word_timestamps_of_sparsified_windows_keep_real_times(tiny_en, builtin):
+    """Alignment needs every frame: a sparsified window is aligned on the dense states, so its
+    words get the times the dense model gives them (kept-frame indices would not be times)."""
+    audio = join_utterances(builtin[:30], 45.0)[0].load()
+    opts = DecodeOptions(
+        timestamps=True, long_form=LongFormOptions(mode="sequential", word_timestamps=True)
+    )
+    dense = Transcriber(tiny_en, opts).transcribe([audio])[0]
+    sparse = Transcriber(tiny_en, opts, encoder=sparse_encoder(SparsifyConfig(0, 0.05)))
+    res = sparse.transcribe([audio])[0]
+    words = [w for g in dense.segments for w in g.words]
+    ours = [w for g in res.segments for w in g.words]
+    assert abs(len(ours) - len(words)) <= 3 and ours[-1].end > 40.0
+    by_word = {}
+    for w in words:
+        by_word.setdefault(w.word, []).append(w.start)
+    matched = [min(abs(w.start - t) for t in by_word[w.word]) for w in ours if w.word in by_word]
+    assert len(matched) >= 0.9 * len(ours) and np.median(matched) <= 0.1
