@@ -1,7 +1,8 @@
 """Real savings: frugal's quantized Whispers (packed files, int8 kernels) beside
 faster-whisper fp32 / int8, on short clips and on 20-30 s clips, interleaved.
 
-Systems (one process, same threads, the order rotating per item): frugal fp32; int8 per
+Systems (same threads, the order rotating per item; faster-whisper in worker processes of
+its own, see fw_worker.py): frugal fp32; int8 per
 channel, RTN and GPTQ (encoder on the int8 kernel, vocabulary screened in int8, decoder
 Linears in fp32 from their int8 values); int4 g128, RTN and GPTQ (simulated: fp32 values on
 the grid; this CPU has no fast int4 kernel in torch 2.13); some with encoder sparsification;
@@ -21,10 +22,6 @@ that loads it and transcribes three clips).
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # CT2 and torch share the cores
 
 import argparse
 import json
@@ -46,6 +43,7 @@ from frugal.tasks.asr.metrics import word_errors
 from frugal.tasks.asr.quantize import quantize_whisper
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fw_worker import fw_process
 from longform import joined
 from tables import table_head, wer_cells, wer_stats
 
@@ -64,24 +62,6 @@ def frugal_run(asr, encoder=None):
     return lambda audio: tr.transcribe([audio])[0].text
 
 
-def fw_run(folder: Path, compute_type: str, threads: int, multilingual: bool):
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=threads)
-
-    def run(audio):
-        segs, _ = model.transcribe(
-            audio,
-            beam_size=1,
-            language="en" if multilingual else None,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        return " ".join(s.text.strip() for s in segs)
-
-    return run
-
-
 def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
     names = list(systems)
     rows = {n: {"errors": [], "words": [], "ms": [], "hyps": []} for n in names}
@@ -89,7 +69,10 @@ def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
         for n in names[k % len(names) :] + names[: k % len(names)]:
             t = time.perf_counter()
             hyp = systems[n](audio)
-            rows[n]["ms"].append(1e3 * (time.perf_counter() - t))
+            ms = 1e3 * (time.perf_counter() - t)
+            if isinstance(hyp, tuple):  # a worker process: its own wall time
+                hyp, ms = hyp
+            rows[n]["ms"].append(ms)
             s, d, i, words = word_errors(ref, hyp)
             rows[n]["errors"].append(s + d + i)
             rows[n]["words"].append(words)
@@ -239,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
     fwf = CHECKPOINTS[args.model].runtime_folder()
     multilingual = models["fp32"].multilingual
     for ct in ("float32", "int8"):
-        systems[f"faster-whisper {ct}"] = fw_run(fwf, ct, args.threads, multilingual)
+        systems[f"faster-whisper {ct}"] = fw_process(fwf, ct, args.threads, multilingual)
     from frugal.models.ct2_writer import export_ct2
 
     exports = {"fp32": ("float16", "float32")}  # source model: (file type, compute type)
@@ -250,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not (out / "model.bin").is_file():
             export_ct2(models[src], out, file_type)
         name = f"faster-whisper {compute} on frugal {src} export ({file_type})"
-        systems[name] = fw_run(out, compute, args.threads, multilingual)
+        systems[name] = fw_process(out, compute, args.threads, multilingual)
         sizes[f"frugal {src} export to CT2 {file_type} (model.bin)"] = (
             (out / "model.bin").stat().st_size
         )

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from fw_worker import fw_process
 from tables import table_head, wer_cells, wer_stats
 
 import frugal
@@ -57,39 +56,14 @@ def frugal_system(asr, encoder=None):
     return run
 
 
-def _fw_worker(conn, folder: str, compute_type: str, threads: int, multilingual: bool) -> None:
-    """faster-whisper in its own process: its OpenMP threads never share a runtime with
-    torch's, and sleep (OMP_WAIT_POLICY=PASSIVE, set before CTranslate2 loads) while frugal
-    runs. In one process they cost frugal's decoder 2x (either policy), see the README."""
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    from savings import fw_run
-
-    run = fw_run(Path(folder), compute_type, threads, multilingual)
-    conn.send("ready")
-    while (audio := conn.recv()) is not None:
-        t = time.perf_counter()
-        text = run(audio)
-        conn.send((text, 1e3 * (time.perf_counter() - t)))
-
-
 def fw_system(folder: Path, compute_type: str, threads: int, multilingual: bool):
-    """A faster-whisper worker process; returns the text and the worker's own wall time."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(
-        target=_fw_worker, args=(child, str(folder), compute_type, threads, multilingual)
-    )
-    proc.daemon = True
-    proc.start()
-    if parent.recv() != "ready":
-        raise RuntimeError("faster-whisper worker did not start")
+    run = fw_process(folder, compute_type, threads, multilingual)
 
-    def run(audio: np.ndarray) -> dict:
-        parent.send(audio)
-        text, ms = parent.recv()
+    def timed(audio: np.ndarray) -> dict:
+        text, ms = run(audio)
         return {"text": text, "encoder_ms": None, "ms": ms}
 
-    return run
+    return timed
 
 
 def loops(text: str, seconds: float) -> int:
