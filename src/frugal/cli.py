@@ -86,12 +86,15 @@ def _load(model: str, kernels: str = "native"):
 
 @app.command()
 def models() -> None:
-    """List the Whisper checkpoints that frugal can load by name."""
+    """List the Whisper checkpoints and causal LMs that frugal can load by name."""
     from frugal.models import CHECKPOINTS
+    from frugal.models.packaged_lm import PACKAGED_LMS
 
-    table = Table("name", "installed", "description", "install")
+    table = Table("name", "kind", "installed", "description", "install")
     for c in CHECKPOINTS.values():
-        table.add_row(c.name, c.status(), c.description, escape(c.install))
+        table.add_row(c.name, "whisper", c.status(), c.description, escape(c.install))
+    for m in PACKAGED_LMS.values():
+        table.add_row(m.name, "causal LM", m.status(), m.description, escape(m.install))
     out.print(table)
     out.print("Also: a faster-whisper folder (model.bin), a transformers folder, or a hub id.")
 
@@ -448,10 +451,23 @@ def study_ptq_vs_qat(
     formats: Annotated[str, typer.Option(help="comma-separated weight formats")] = (
         "mxint8,mxint6,mxint4,mxint3,mxfp4,int4_g128"
     ),
-    budget: Annotated[int, typer.Option(help="calibration utterances, every method")] = 128,
+    budget: Annotated[
+        int, typer.Option(help="calibration utterances or text windows, every method")
+    ] = 128,
     data: DataOpt = "builtin",
     output: Annotated[Path | None, typer.Option("--out", "-o", help="results folder")] = None,
     methods: Annotated[str, typer.Option(help="comma-separated: rtn,gptq,qat")] = "rtn,gptq,qat",
+    split: Annotated[
+        str, typer.Option(help="speech: random (utterances) or voice (held-out voices)")
+    ] = "random",
+    heldout_voices: Annotated[int, typer.Option(help="voices kept out (--split voice)")] = 4,
+    calibration_text: Annotated[
+        str, typer.Option(help="LMs: calibration text (pydoc, sentences or a file)")
+    ] = "pydoc",
+    heldout_text: Annotated[
+        str, typer.Option(help="LMs: held-out text (pydoc, sentences or a file)")
+    ] = "sentences",
+    context: Annotated[int, typer.Option(help="LMs: tokens per window")] = 128,
     steps: Annotated[int, typer.Option(help="QAT optimizer steps (one batch each)")] = 32,
     lr: Annotated[float, typer.Option(help="QAT learning rate")] = 1e-4,
     learnable_scales: Annotated[bool, typer.Option(help="QAT: learn a scale per row")] = False,
@@ -463,7 +479,8 @@ def study_ptq_vs_qat(
 ) -> None:
     """RTN vs GPTQ vs QAT on the same calibration budget: global (held-out NLL, WER) and
     local (layer output MSE) objectives, their rank correlation, loss along the line from
-    full precision; resumes from the results folder."""
+    full precision; resumes from the results folder. The model is a Whisper or a causal LM
+    (smollm2-135m, a folder), calibrated on one text and held out on another."""
     from frugal.quantize import GPTQConfig, QATConfig
     from frugal.study.ptq_vs_qat import StudyConfig, markdown_table, run_study, write_report
 
@@ -475,6 +492,11 @@ def study_ptq_vs_qat(
             data=data,
             budget=budget,
             seed=seed,
+            split=split,
+            heldout_voices=heldout_voices,
+            calibration_text=calibration_text,
+            heldout_text=heldout_text,
+            context=context,
             gptq=GPTQConfig(act_order=act_order),
             qat=QATConfig(steps=steps, lr=lr, learnable_scales=learnable_scales, seed=seed),
             heldout=heldout,
@@ -486,7 +508,7 @@ def study_ptq_vs_qat(
     folder = output or Path("results") / "ptq_vs_qat" / Path(model).name
     try:
         rows = run_study(cfg, folder, log=lambda m: err.print(m, highlight=False))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
         _fail(str(exc))
     paths = write_report(rows, folder)
     out.print(markdown_table(rows), highlight=False)
@@ -732,19 +754,26 @@ def search_report(
         out.print(str(p), highlight=False)
 
 
-lm_app = typer.Typer(no_args_is_help=True, help="Causal language models (local folders).")
+lm_app = typer.Typer(
+    no_args_is_help=True, help="Causal language models (packaged, local folders, hub ids)."
+)
 app.add_typer(lm_app, name="lm")
-LMOpt = Annotated[Path, typer.Option("--model", "-m", help="transformers causal-LM folder")]
-TextOpt = Annotated[list[Path], typer.Option("--text", "-t", help="text file(s)")]
+LMOpt = Annotated[
+    str, typer.Option("--model", "-m", help="smollm2-135m, a causal-LM folder or a hub id")
+]
+TextOpt = Annotated[
+    list[str], typer.Option("--text", "-t", help="text file(s), or pydoc / sentences")
+]
 
 
-def _load_lm(model: Path, text: list[Path]):
+def _load_lm(model: str, text: list[str]):
     from frugal.tasks.lm import load_causal_lm, read_tokens
 
     try:
-        lm = load_causal_lm(model)
+        with err.status(f"loading {model}"):
+            lm = load_causal_lm(model, log=lambda m: err.print(m, highlight=False))
         return lm, read_tokens(lm, text)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
         _fail(str(exc))
 
 
@@ -805,6 +834,8 @@ def lm_quantize(
     except ValueError as exc:
         _fail(str(exc))
     record["base_model"] = str(model)
+    if lm.note:
+        record["base_model_grid"] = lm.note
     folder = lm.save(output, record)
     out.print(
         f"{method}: {len(record['modules'])} modules in {format} "

@@ -58,3 +58,21 @@ def test_report_files_and_groups(tmp_path):
     assert abs(sum(saved["importances"].values()) - 1) < 1e-6
     assert all((tmp_path / n).is_file() for n in ("summary.md", "dataset.csv"))
     assert len(report["files"]) == 2
+
+
+def test_one_feature_baselines_beside_the_learned_predictors(tmp_path):
+    from frugal.predict.model import build_table, evaluate_baseline
+
+    rows, feats = fake_store(models=3)
+    table = build_table(rows, feats)
+    bits, sqnr = (evaluate_baseline(table, b) for b in ("bits", "rtn_sqnr"))
+    assert set(bits["groups"]) == {"m0", "m1", "m2"}
+    for g in bits["groups"]:
+        # SQNR is 6 dB per bit here: the same ranking; RTN and GPTQ of one format tie, so
+        # a format-only ranking orders formats right but cannot order methods
+        assert bits["groups"][g]["spearman"] == pytest.approx(sqnr["groups"][g]["spearman"])
+        assert 0.8 < bits["groups"][g]["spearman"] < 1.0
+    report = run_report(rows, feats, tmp_path, trees=20)
+    assert set(report["baselines"]) == {"bits", "rtn_sqnr", "quadratic"}
+    text = (tmp_path / "summary.md").read_text()
+    assert "one-feature rankings" in text and "| m2 |" in text.split("one-feature rankings")[1]

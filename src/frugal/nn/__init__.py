@@ -10,7 +10,13 @@ from frugal.nn.modules import (
     make_quantizer,
     quantize_grad,
 )
-from frugal.nn.surgery import apply_config, matching_linears, rtn_weights
+from frugal.nn.surgery import (
+    apply_config,
+    conv1d_state,
+    conv1d_to_linear,
+    matching_linears,
+    rtn_weights,
+)
 
 __all__ = [
     "QuantConfig",
@@ -21,6 +27,8 @@ __all__ = [
     "QuantMatmul",
     "QuantRule",
     "apply_config",
+    "conv1d_state",
+    "conv1d_to_linear",
     "make_quantizer",
     "matching_linears",
     "quantize_grad",

@@ -37,6 +37,40 @@ def matching_linears(model: nn.Module, pattern: str) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and cfg.rule_for(n)]
 
 
+def conv1d_to_linear(model: nn.Module) -> list[str]:
+    """Swap every transformers `Conv1D` (GPT-2's projections, weight stored (in, out)) for an
+    nn.Linear holding the transposed weight, in place; the outputs are unchanged, and every
+    quantizer then sees (out, in) weights. Returns the swapped modules' names."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return []
+    swapped = []
+    for name, mod in list(model.named_modules()):
+        if not isinstance(mod, Conv1D):
+            continue
+        n_in, n_out = mod.weight.shape
+        lin = nn.Linear(n_in, n_out, bias=mod.bias is not None)
+        lin.to(device=mod.weight.device, dtype=mod.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(mod.weight.T)
+            if mod.bias is not None:
+                lin.bias.copy_(mod.bias)
+        lin.weight.requires_grad_(mod.weight.requires_grad)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, lin)
+        swapped.append(name)
+    return swapped
+
+
+def conv1d_state(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """A state dict with the weights of the Linears in `names` transposed back to Conv1D's
+    (in, out) layout, so a model converted by `conv1d_to_linear` saves as its original
+    architecture."""
+    keys = {f"{n}.weight" for n in names}
+    return {k: (v.T.contiguous() if k in keys else v) for k, v in state.items()}
+
+
 def rtn_weights(model: nn.Module, config: QuantConfig) -> dict[str, dict]:
     """Round-to-nearest weights-only quantization: overwrite each matching module's weight
     with its quantized value (no wrapper left behind). Returns {module: {format, bits}}."""

@@ -258,7 +258,32 @@ def evaluate(
             "pred": pred, "low": lo, "high": hi}  # fmt: skip
 
 
+# One-feature rankings a learned predictor must beat: (feature, sign) with predicted ΔNLL
+# ∝ sign · feature — fewer bits, lower RTN SQNR, a larger quadratic estimate: more loss.
+BASELINES = {
+    "bits": ("bits", -1.0),
+    "rtn_sqnr": ("sqnr_db", -1.0),
+    "quadratic": ("quadratic_rise", 1.0),
+}
+
+
+def evaluate_baseline(table: Table, name: str) -> dict:
+    """A one-feature ranking (BASELINES) scored like `evaluate` per held-out model: nothing
+    is fitted, so only rank metrics (Spearman) mean anything."""
+    feature, sign = BASELINES[name]
+    score = sign * table.X[:, table.names.index(feature)]
+    per_group = {}
+    for g, _, te in leave_one_out(table.models):
+        per_group[g] = {
+            "spearman": _spearman(table.y[te], score[te]),
+            "n": len(te),
+        }
+    return {"kind": f"baseline:{name}", "by": "model", "groups": per_group,
+            "pooled": {"spearman": _spearman(table.y, score), "n": len(table)}}  # fmt: skip
+
+
 __all__ = [
+    "BASELINES",
     "CHEAP_FEATURES",
     "FEATURE_SETS",
     "KINDS",
@@ -267,6 +292,7 @@ __all__ = [
     "Table",
     "build_table",
     "evaluate",
+    "evaluate_baseline",
     "feature_row",
     "from_target",
     "group_splits",

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from frugal.predict.model import FEATURE_SETS, KINDS, QualityPredictor, Table, build_table, evaluate
+from frugal.predict.model import (
+    BASELINES,
+    FEATURE_SETS,
+    KINDS,
+    QualityPredictor,
+    Table,
+    build_table,
+    evaluate,
+    evaluate_baseline,
+)
 
 MAIN = ("rf", "full")  # the predictor the plots show
 
@@ -68,6 +77,7 @@ def run_report(
                 evals[f"{kind}/{fs}/{by}"] = ev
     table = tables[MAIN[1]]
     main = evals[f"{MAIN[0]}/{MAIN[1]}/model"]
+    baselines = {b: evaluate_baseline(table, b) for b in BASELINES}
     pred = QualityPredictor(MAIN[0], seed=seed, trees=trees).fit(table.X, table.y, table.models)
     importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
     costs = {fs: feature_costs(measurements, features, names) for fs, names in FEATURE_SETS.items()}
@@ -77,6 +87,9 @@ def run_report(
         "formats": sorted(set(table.formats.tolist())),
         "evaluations": {
             k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in evals.items()
+        },
+        "baselines": {
+            k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in baselines.items()
         },
         "importances": importances,
         "costs": costs,
@@ -152,6 +165,7 @@ def markdown(report: dict) -> str:
             f"{_mean([g['r2'] for g in gs])} | {_mean([g['mae'] for g in gs], 4)} | "
             f"{_fmt(v['pooled']['spearman'])} |"
         )
+    lines += _baseline_lines(report)
     lines += ["", "## Feature importances (random forest, all rows)", "",
               "| feature | importance |", "|---|---|"]  # fmt: skip
     lines += [f"| {k} | {v:.3f} |" for k, v in report["importances"].items()]
@@ -177,6 +191,31 @@ def markdown(report: dict) -> str:
                 f"{100 * c.get('amortized_vs_gptq', float('nan')):.1f}% |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(report: dict) -> list[str]:
+    """Per held-out model: the learned predictors' Spearman beside one-feature rankings."""
+    if "baselines" not in report:
+        return []
+    ev, base = report["evaluations"], report["baselines"]
+    learned = [k for k in ("rf/full/model", "rf/cheap/model", "linear/cheap/model") if k in ev]
+    lines = [
+        "",
+        "## Learned predictors against one-feature rankings (Spearman per held-out model)",
+        "",
+        "Rankings by one feature need no training: fewer bits per weight, lower RTN SQNR, or a "
+        "larger quadratic estimate (½ Σ over layers of the mean Hessian diagonal, Hutchinson "
+        "on the probe, × ‖ΔW_RTN‖²) means more loss. Within one model they already order most "
+        "rows; a predictor is worth what it adds over them.",
+        "",
+        "| held-out model | " + " | ".join(learned) + " | bits | RTN SQNR | quadratic |",
+        "|---" * (len(learned) + 4) + "|",
+    ]
+    for g in ev[learned[0]]["groups"]:
+        cells = [_fmt(ev[k]["groups"][g]["spearman"]) for k in learned]
+        cells += [_fmt(base[b]["groups"][g]["spearman"]) for b in BASELINES]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(x, digits: int = 3) -> str:

@@ -33,6 +33,7 @@ DEFAULT_MODELS = (
     "zoo:llama-128x3",
     "zoo:gpt2-64x2",
     "zoo:gpt2-128x3",
+    "smollm2-135m",
 )
 # ordered for variety first: an interrupted collection still spans the families
 DEFAULT_FORMATS = (

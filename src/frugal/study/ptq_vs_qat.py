@@ -1,13 +1,18 @@
 """PTQ vs QAT under one data budget, and why local and global objectives disagree.
 
 For each weight format: RTN, GPTQ and QAT, each given the same calibration examples; every
-result is scored on held-out data (global: NLL per token of reference transcripts; WER) and
-on the calibration data (local: Σ over quantized Linears of the mean squared layer output
-error, on the inputs of the full-precision model). While GPTQ (after each block) and QAT
-(every few steps) optimize, both objectives are recorded — the global one on a fixed small
-held-out subset — and their Spearman rank correlation is reported. Finally the loss is
-measured along the straight line from the full-precision weights to each method's result.
-Rows are appended to a JSONL file as they complete; a rerun skips what is there."""
+result is scored on held-out data (global: NLL per token of reference transcripts or held-out
+text; WER for speech) and on the calibration data (local: Σ over quantized Linears of the
+mean squared layer output error, on the inputs of the full-precision model). While GPTQ
+(after each block) and QAT (every few steps) optimize, both objectives are recorded — the
+global one on a fixed small held-out subset — and their Spearman rank correlation is
+reported. Finally the loss is measured along the straight line from the full-precision
+weights to each method's result. Rows are appended to a JSONL file as they complete; a rerun
+skips what is there.
+
+The subject is a Whisper (held out: a random split of utterances, or whole voices never seen
+in calibration) or a causal LM (calibrated on one text domain, held out on another, with the
+calibration domain's held-out tail scored beside it)."""
 
 from __future__ import annotations
 
@@ -21,9 +26,8 @@ from pathlib import Path
 
 import torch
 from scipy.stats import spearmanr
+from torch import nn
 
-from frugal.data.datasets import load_dataset
-from frugal.models.whisper import load_whisper
 from frugal.nn import matching_linears
 from frugal.quantize import (
     WHISPER_BLOCKS,
@@ -35,12 +39,8 @@ from frugal.quantize import (
     mean_nll,
     quantize_model,
 )
-from frugal.tasks.asr.calibration import (
-    WHISPER_STACKS,
-    heldout_wer,
-    split_calibration,
-    teacher_batches,
-)
+from frugal.quantize.batches import Batch
+from frugal.tasks.subjects import is_whisper
 
 DEFAULT_FORMATS = ("mxint8", "mxint6", "mxint4", "mxint3", "mxfp4", "int4_g128")
 FINETUNE_FORMAT = "fp16"  # the fine-tuning control: QAT with (almost) lossless weights
@@ -58,9 +58,17 @@ class StudyConfig:
     # what fine-tuning on the calibration domain gives from what QAT recovers
     finetune_control: bool = True
     data: str = "builtin"
-    budget: int = 128  # calibration examples (utterances), the same for every method
+    budget: int = 128  # calibration examples (utterances or text windows), same for every method
     seed: int = 0
-    pattern: str = WHISPER_BLOCKS
+    pattern: str | None = None  # None: the model's transformer blocks
+    # speech: "random" (a seeded sample of utterances) or "voice" (held-out voices)
+    split: str = "random"
+    heldout_voices: int = 4
+    # causal LMs: text domains (frugal.data.text names or files), window tokens
+    calibration_text: str = "pydoc"
+    heldout_text: str = "sentences"
+    context: int = 128
+    heldout_tokens: int = 16384  # of the calibration domain's held-out tail
     batch_size: int = 4
     gptq: GPTQConfig = field(default_factory=GPTQConfig)
     qat: QATConfig = field(default_factory=lambda: QATConfig(steps=32))
@@ -74,6 +82,10 @@ class StudyConfig:
         for f in self.formats:
             for m in self.methods:
                 check_method(m, f)
+        if self.split not in ("random", "voice"):
+            raise ValueError(f"unknown split {self.split!r}; choose random or voice")
+        if self.pattern is None and is_whisper(self.model):
+            self.pattern = WHISPER_BLOCKS
         if isinstance(self.gptq, dict):
             self.gptq = GPTQConfig(**self.gptq)
         if isinstance(self.qat, dict):
@@ -98,6 +110,12 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
+def _compatible(old: dict, new: dict) -> bool:
+    """Whether a stored config gives the same rows: keys it predates take their defaults."""
+    defaults = asdict(StudyConfig())
+    return all(old.get(k, defaults.get(k)) == v for k, v in new.items()) and set(old) <= set(new)
+
+
 class StudyStore:
     """results.jsonl in the output folder: line 1 the config, then one row per result. A
     rerun may add formats or methods; any other change of the config is refused."""
@@ -114,7 +132,7 @@ class StudyStore:
             for k in ("formats", "methods"):
                 if old is not None:
                     old.pop(k, None)
-            if old is not None and old != config.row_key():
+            if old is not None and not _compatible(old, config.row_key()):
                 raise ValueError(
                     f"{self.path} holds a study with another configuration; "
                     "use another --out folder"
@@ -144,6 +162,117 @@ class StudyStore:
             f.write(json.dumps(row) + "\n")
 
 
+@dataclass
+class StudyData:
+    """A study's subject: the model, what gets quantized, and the batches it is calibrated
+    and scored on. `extra`: more held-out sets whose NLL is recorded (column nll_<key>)."""
+
+    model: nn.Module
+    name: str
+    pattern: str
+    stacks: tuple[str, ...] | None
+    calibration: list[Batch]
+    heldout: list[Batch]
+    track: list[Batch]
+    extra: dict[str, list[Batch]] = field(default_factory=dict)
+    wer: Callable[[nn.Module], float] | None = None
+    info: dict = field(default_factory=dict)
+
+
+def whisper_data(config: StudyConfig) -> StudyData:
+    """A Whisper subject: utterances split at random, or by voice (calibration voices never
+    overlap the held-out ones; the calibration voices' other utterances become `seen_voices`)."""
+    from frugal.data.datasets import load_dataset
+    from frugal.models.whisper import load_whisper
+    from frugal.tasks.asr.calibration import (
+        WHISPER_STACKS,
+        heldout_wer,
+        split_by_voice,
+        split_calibration,
+        teacher_batches,
+    )
+
+    asr = load_whisper(config.model)
+    data = load_dataset(config.data)
+    extra = {}
+    if config.split == "voice":
+        calib, seen, held = split_by_voice(data, config.heldout_voices, config.budget, config.seed)
+        extra["seen_voices"] = teacher_batches(asr, seen, 8)
+    else:
+        calib, held = split_calibration(data, config.budget, config.seed)
+    if config.heldout is not None:
+        held = held.take(config.heldout)
+    wer = None
+    if config.wer:
+
+        def wer(model: nn.Module) -> float:
+            return heldout_wer(dataclasses.replace(asr, model=model), held).wer
+
+    info = {"calibration": calib.name, "heldout": held.name, "heldout_utterances": len(held)}
+    if "seen_voices" in extra:
+        info["seen_voices_utterances"] = len(seen)
+    return StudyData(
+        model=asr.model,
+        name=asr.name,
+        pattern=config.pattern or WHISPER_BLOCKS,
+        stacks=WHISPER_STACKS,
+        calibration=teacher_batches(asr, calib, config.batch_size),
+        heldout=teacher_batches(asr, held, 8),
+        track=teacher_batches(asr, list(held)[: config.track_examples], 8),
+        extra=extra,
+        wer=wer,
+        info=info,
+    )
+
+
+def lm_data(config: StudyConfig, log: Callable[[str], None] = print) -> StudyData:
+    """A causal-LM subject: random windows of the calibration text's first 90% calibrate;
+    the held-out text is scored in consecutive windows, and so is the calibration text's
+    last 10% (`in_domain`, first `heldout_tokens`), to measure the domain shift."""
+    from frugal.data.text import text_corpus
+    from frugal.quantize import find_stacks
+    from frugal.tasks.lm import (
+        block_pattern,
+        calibration_windows,
+        load_causal_lm,
+        sliding_windows,
+        stack_windows,
+    )
+    from frugal.tasks.lm_zoo import corpus_split
+
+    lm = load_causal_lm(config.model, log=log)
+
+    def tokens(text: str) -> torch.Tensor:
+        ids = lm.tokenizer(text_corpus(text), add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    ctx = min(config.context, lm.max_positions - 1)
+    train, in_domain = corpus_split(tokens(config.calibration_text))
+    in_domain = in_domain[: config.heldout_tokens]
+    held = tokens(config.heldout_text)
+    held_b = stack_windows(sliding_windows(held, ctx, ctx))
+    info = {
+        "calibration_text": config.calibration_text,
+        "heldout_text": config.heldout_text,
+        "heldout_tokens": len(held),
+        "in_domain_tokens": len(in_domain),
+        "context": ctx,
+    }
+    if lm.note:
+        info["reference_grid"] = lm.note
+    return StudyData(
+        model=lm.model,
+        name=lm.name,
+        pattern=config.pattern or block_pattern(lm.model),
+        stacks=tuple(find_stacks(lm.model)),
+        calibration=calibration_windows(train, config.budget, ctx, config.seed, config.batch_size),
+        heldout=held_b,
+        track=held_b[: max(1, config.track_examples // 8)],
+        extra={"in_domain": stack_windows(sliding_windows(in_domain, ctx, ctx))},
+        info=info,
+    )
+
+
 def run_study(
     config: StudyConfig, out: str | Path, log: Callable[[str], None] = print
 ) -> list[dict]:
@@ -152,33 +281,33 @@ def run_study(
         torch.set_num_threads(config.threads)
     out = Path(out)
     store = StudyStore(out, config)
-    asr = load_whisper(config.model)
-    data = load_dataset(config.data)
-    calib, held = split_calibration(data, config.budget, config.seed)
-    if config.heldout is not None:
-        held = held.take(config.heldout)
-    log(f"{asr.name}: {len(calib)} calibration / {len(held)} held-out utterances")
-    cal_b = teacher_batches(asr, calib, config.batch_size)
-    held_b = teacher_batches(asr, held, 8)
-    track_b = teacher_batches(asr, list(held)[: config.track_examples], 8)
-    names = matching_linears(asr.model, config.pattern)
-    fp_weights = {n: asr.model.get_submodule(n).weight.detach().clone() for n in names}
+    d = whisper_data(config) if is_whisper(config.model) else lm_data(config, log)
+    log(
+        f"{d.name}: {sum(b.examples for b in d.calibration)} calibration examples; "
+        + ", ".join(f"{k}: {v}" for k, v in d.info.items())
+    )
+    names = matching_linears(d.model, d.pattern)
+    if not names:
+        raise ValueError(f"no Linear of {d.name} matches {d.pattern!r}")
+    fp_weights = {n: d.model.get_submodule(n).weight.detach().clone() for n in names}
     t0 = time.perf_counter()
-    hessians = input_hessians(asr.model, cal_b, names)
+    hessians = input_hessians(d.model, d.calibration, names)
     log(f"local-objective Hessians of {len(names)} Linears: {time.perf_counter() - t0:.0f} s")
 
-    def score(model: torch.nn.Module, wer: bool) -> dict:
+    def score(model: nn.Module) -> dict:
         row = {
-            "nll": mean_nll(model, held_b),
-            "track_nll": mean_nll(model, track_b),
+            "nll": mean_nll(model, d.heldout),
+            "track_nll": mean_nll(model, d.track),
             "local": local_objective(model, fp_weights, hessians),
         }
-        if wer:
-            row["wer"] = heldout_wer(dataclasses.replace(asr, model=model), held).wer
+        for key, batches in d.extra.items():
+            row[f"nll_{key}"] = mean_nll(model, batches)
+        if d.wer is not None:
+            row["wer"] = d.wer(model)
         return row
 
     if store.get("fp32", "none") is None:
-        store.add({"format": "fp32", "method": "none", **score(asr.model, config.wer)})
+        store.add({"format": "fp32", "method": "none", **score(d.model), "info": d.info})
     fp = store.get("fp32", "none")
     log(f"full precision: NLL {fp['nll']:.4f}, WER {fp.get('wer', float('nan')):.2f}")
 
@@ -188,7 +317,7 @@ def run_study(
     for fmt, method in jobs:
         if store.get(fmt, method) is not None:
             continue
-        model = copy.deepcopy(asr.model)
+        model = copy.deepcopy(d.model)
         trajectory: list[dict] = []
 
         def point(step: int, model=model, trajectory=trajectory) -> None:
@@ -196,7 +325,7 @@ def run_study(
                 {
                     "step": step,
                     "local": local_objective(model, fp_weights, hessians),
-                    "global": mean_nll(model, track_b),
+                    "global": mean_nll(model, d.track),
                 }
             )
 
@@ -205,17 +334,17 @@ def run_study(
             model,
             method,
             fmt,
-            config.pattern,
-            cal_b,
+            d.pattern,
+            d.calibration,
             gptq=config.gptq,
             qat=config.qat,
-            stacks=WHISPER_STACKS,
+            stacks=d.stacks,
             on_block=(lambda _s, _i, t=trajectory: point(len(t))) if method == "gptq" else None,
             on_step=(lambda step, _loss: point(step)) if method == "qat" else None,
             record_every=config.record_every,
         )
         seconds = time.perf_counter() - t0
-        row = {"format": fmt, "method": method, **score(model, config.wer)}
+        row = {"format": fmt, "method": method, **score(model)}
         row["seconds"] = seconds
         row["bits_per_weight"] = record["bits_per_weight"]
         row["calibration_examples"] = record["calibration_examples"]
@@ -225,7 +354,7 @@ def run_study(
         )
         if "train_losses" in record:
             row["train_losses"] = record["train_losses"]
-        row["line"] = _line(model, asr.model, names, track_b, fp_weights, hessians)
+        row["line"] = _line(model, d.model, names, d.track, fp_weights, hessians)
         store.add(row)
         log(
             f"{fmt:>10} {method:>4}: NLL {row['nll']:.4f} (+{row['nll'] - fp['nll']:.4f}) "
@@ -363,17 +492,27 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The summary as a Markdown table."""
+    """The summary as a Markdown table (ΔNLL of every extra held-out set beside the main one)."""
     fp = next(r for r in rows if r["method"] == "none")
+    extras = [k for k in fp if k.startswith("nll_")]
+    info = fp.get("info", {})
     lines = [
-        f"full precision: held-out NLL {fp['nll']:.4f} nats/token, "
-        f"WER {fp.get('wer', float('nan')):.2f} %",
+        f"full precision: held-out NLL {fp['nll']:.4f} nats/token"
+        + "".join(f", {k[4:]} {fp[k]:.4f}" for k in extras)
+        + (f", WER {fp['wer']:.2f} %" if "wer" in fp else ""),
+    ]
+    if info:
+        lines.append("")
+        lines.append("data: " + "; ".join(f"{k} = {v}" for k, v in info.items()))
+    lines += [
         "",
         "| format | method | bits/weight | held-out NLL | ΔNLL vs fp | Δ vs fine-tune control "
-        "| WER % | local (calib) | ρ(local, global) | s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        + "".join(f"| ΔNLL {k[4:]} " for k in extras)
+        + "| WER % | local (calib) | ρ(local, global) | s |",
+        "|---" * (10 + len(extras)) + "|",
     ]
     control = next((r for r in rows if r["format"] == FINETUNE_FORMAT), None)
+    by_key = {(r["format"], r["method"]): r for r in rows}
     for t in summary_table(rows):
         vs = "–"
         if control is not None and t["method"] == "qat" and t["format"] != FINETUNE_FORMAT:
@@ -381,9 +520,11 @@ def markdown_table(rows: list[dict]) -> str:
         rho = "–" if t["spearman"] is None else f"{t['spearman']:+.2f}"
         wer = "–" if t["wer"] is None else f"{t['wer']:.2f}"
         method = "fine-tune control" if t["format"] == FINETUNE_FORMAT else t["method"]
+        row = by_key[(t["format"], t["method"])]
+        more = "".join(f"{row[k] - fp[k]:+.4f} | " for k in extras)
         lines.append(
             f"| {t['format']} | {method} | {t['bits']:.3f} | {t['nll']:.4f} | "
-            f"{t['d_nll']:+.4f} | {vs} | {wer} | {t['local']:.4g} | {rho} | "
+            f"{t['d_nll']:+.4f} | {vs} | {more}{wer} | {t['local']:.4g} | {rho} | "
             f"{t['seconds']:.0f} |"
         )
     return "\n".join(lines)
@@ -403,11 +544,14 @@ def write_report(rows: list[dict], folder: str | Path) -> dict[str, Path]:
 __all__ = [
     "DEFAULT_FORMATS",
     "StudyConfig",
+    "StudyData",
     "StudyStore",
+    "lm_data",
     "markdown_table",
     "plot",
     "run_study",
     "summary_table",
+    "whisper_data",
     "winners",
     "write_report",
 ]

@@ -1,6 +1,7 @@
 """Causal language modelling as a quantization task: any transformers causal LM from a local
-folder, text files as token streams, random calibration windows, and sliding-window NLL and
-perplexity (each token scored once, with up to `context` tokens before it)."""
+folder or a package that ships one (`smollm2-135m`), text files as token streams, random
+calibration windows, and sliding-window NLL and perplexity (each token scored once, with up
+to `context` tokens before it)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ from frugal.quantize.batches import IGNORE, Batch, mean_nll
 
 @dataclass
 class CausalLM:
-    """A causal LM with its tokenizer."""
+    """A causal LM with its tokenizer. `conv1d` names the GPT-2 Conv1D projections that
+    were swapped for nn.Linear on loading (saved back in Conv1D layout); `note` says when
+    the reference weights are themselves quantized (a GGUF source)."""
 
     model: nn.Module
     tokenizer: object
     name: str
+    conv1d: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def max_positions(self) -> int:
@@ -33,10 +38,12 @@ class CausalLM:
 
     def save(self, folder: str | Path, record: dict | None = None) -> Path:
         """A transformers folder (+ the quantization record when given)."""
+        from frugal.nn import conv1d_state
         from frugal.quantize import write_quant_record
 
         folder = Path(folder)
-        self.model.save_pretrained(folder)
+        state = conv1d_state(self.model.state_dict(), list(self.conv1d)) if self.conv1d else None
+        self.model.save_pretrained(folder, state_dict=state)
         self.tokenizer.save_pretrained(folder)
         return write_quant_record(folder, record)
 
@@ -51,10 +58,18 @@ def block_pattern(model: nn.Module) -> str:
     return stacks[0] + ".*" if len(stacks) == 1 else "*"
 
 
-def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> CausalLM:
-    """A transformers causal LM and tokenizer from a local folder (or hub id when online)."""
+def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, log=None) -> CausalLM:
+    """A transformers causal LM and tokenizer from a packaged name (`frugal models`), a local
+    folder, or a hub id when online. GPT-2's Conv1D projections become nn.Linear."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from frugal.models.packaged_lm import PACKAGED_LMS, packaged_lm_folder
+    from frugal.nn import conv1d_to_linear
+
+    name, note = None, ""
+    if str(path) in PACKAGED_LMS:
+        name, note = str(path), PACKAGED_LMS[str(path)].grid
+        path = packaged_lm_folder(str(path), log)
     p = Path(path)
     local = p.is_dir()
     if not local and (p.exists() or str(path).startswith((".", "/"))):
@@ -65,23 +80,18 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> Caus
     except OSError as exc:
         raise OSError(f"could not load a causal LM from {path}: {exc}".splitlines()[0]) from exc
     model.eval()
-    return CausalLM(model, tok, p.name if local else str(path))
+    swapped = tuple(conv1d_to_linear(model))
+    return CausalLM(model, tok, name or (p.name if local else str(path)), swapped, note)
 
 
 def read_tokens(lm: CausalLM, files: Sequence[str | Path]) -> torch.Tensor:
-    """Token ids of the text files, concatenated (one long stream)."""
+    """Token ids of the texts (files, or named sources of frugal.data.text), concatenated."""
+    from frugal.data.text import text_corpus
+
     if not files:
         raise ValueError("no text files given")
-    texts = []
-    for f in files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such text file")
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            raise ValueError(f"{path}: empty text file")
-        texts.append(text)
-    ids = lm.tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    text = "\n\n".join(text_corpus(str(f)) for f in files)
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.long)
 
 
@@ -125,6 +135,22 @@ def sliding_windows(tokens: torch.Tensor, context: int, stride: int) -> list[Bat
     return batches
 
 
+def stack_windows(batches: Sequence[Batch], size: int = 8) -> list[Batch]:
+    """Consecutive one-row windows of equal length joined into batches of up to `size` rows:
+    the same tokens scored with the same context, in fewer forward passes."""
+    out: list[Batch] = []
+    run: list[Batch] = []
+    for b in [*batches, None]:
+        same = b is not None and run and b.target.shape == run[0].target.shape
+        if run and (not same or len(run) == size):
+            ids = torch.cat([r.inputs["input_ids"] for r in run])
+            out.append(Batch({"input_ids": ids}, torch.cat([r.target for r in run])))
+            run = []
+        if b is not None:
+            run.append(b)
+    return out
+
+
 def perplexity(model: nn.Module, batches: Sequence[Batch]) -> tuple[float, float]:
     """(NLL per token in nats, perplexity)."""
     nll = mean_nll(model, batches)
@@ -138,4 +164,5 @@ __all__ = [
     "perplexity",
     "read_tokens",
     "sliding_windows",
+    "stack_windows",
 ]

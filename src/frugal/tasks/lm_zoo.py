@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from frugal.nn.surgery import conv1d_to_linear
 from frugal.quantize.batches import batch_nll
 from frugal.tasks.lm import CausalLM, calibration_windows, load_causal_lm
 
@@ -63,9 +64,9 @@ def byte_tokenizer():
 
 def corpus_text() -> str:
     """pydoc's help topics (about 460 kB of English prose and code), in a fixed order."""
-    from pydoc_data.topics import topics
+    from frugal.data.text import text_corpus
 
-    return "\n\n".join(topics[k] for k in sorted(topics))
+    return text_corpus("pydoc")
 
 
 def corpus_split(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,18 +110,8 @@ def build_model(spec: ZooSpec, vocab: int = 256) -> torch.nn.Module:
 
 
 def _gpt2_linear(model: torch.nn.Module) -> torch.nn.Module:
-    """GPT-2 keeps its projections in transposed Conv1D modules; swap them for equivalent
-    nn.Linear so every quantizer sees (out, in) weights."""
-    from transformers.pytorch_utils import Conv1D
-
-    for name, mod in list(model.named_modules()):
-        if isinstance(mod, Conv1D):
-            lin = torch.nn.Linear(mod.weight.shape[0], mod.weight.shape[1])
-            with torch.no_grad():
-                lin.weight.copy_(mod.weight.T)
-                lin.bias.copy_(mod.bias)
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, lin)
+    """GPT-2 with its transposed Conv1D projections swapped for equivalent nn.Linear."""
+    conv1d_to_linear(model)
     return model
 
 

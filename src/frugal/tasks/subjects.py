@@ -90,8 +90,8 @@ def is_whisper(name: str) -> bool:
 
 
 def load_subject(name: str, config: SubjectConfig, log: Callable[[str], None] | None = None):
-    """The subject called `name`: "zoo:<name>" (trained on first use), a packaged Whisper,
-    a local folder or a hub id (Whisper or causal LM)."""
+    """The subject called `name`: "zoo:<name>" (trained on first use), a packaged Whisper
+    or causal LM (`frugal models`), a local folder or a hub id (Whisper or causal LM)."""
     from frugal.tasks.lm_zoo import ZOO
 
     key = name.removeprefix("zoo:")
@@ -140,7 +140,7 @@ def _whisper_subject(name: str, config: SubjectConfig) -> Subject:
 
 
 def _lm_batches(lm, tokens: torch.Tensor, config: SubjectConfig) -> dict:
-    from frugal.tasks.lm import calibration_windows, sliding_windows
+    from frugal.tasks.lm import calibration_windows, sliding_windows, stack_windows
     from frugal.tasks.lm_zoo import corpus_split
 
     train, held = corpus_split(tokens)
@@ -148,7 +148,7 @@ def _lm_batches(lm, tokens: torch.Tensor, config: SubjectConfig) -> dict:
     ctx = min(config.context, lm.max_positions - 1)
     return {
         "calibration": calibration_windows(train, config.calibration, ctx, config.seed, 8),
-        "heldout": sliding_windows(held, ctx, ctx),
+        "heldout": stack_windows(sliding_windows(held, ctx, ctx)),
         "probe": calibration_windows(
             train, config.probe, ctx, config.seed + 7919, max(1, config.probe)
         ),

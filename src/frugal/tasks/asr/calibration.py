@@ -38,6 +38,29 @@ def split_calibration(
     )
 
 
+def split_by_voice(
+    data: SpeechDataset, heldout_voices: int, budget: int, seed: int = 0
+) -> tuple[SpeechDataset, SpeechDataset, SpeechDataset]:
+    """(calibration, seen-voice rest, unseen-voice held-out): `heldout_voices` voices (a
+    seeded choice) are kept out of calibration entirely; `budget` utterances of the other
+    voices calibrate and their remaining utterances are held out as "seen voices". Voices
+    come from each utterance's `voice` field."""
+    voices = sorted({u.meta.get("voice") for u in data} - {None})
+    if len(voices) < heldout_voices + 1 or heldout_voices < 1:
+        raise ValueError(
+            f"a split by voice holding out {heldout_voices} voice(s) needs more voices; "
+            f"{data.name} names {len(voices)} (its utterances' 'voice' field)"
+        )
+    if any("voice" not in u.meta for u in data):
+        raise ValueError(f"{data.name}: some utterances have no 'voice' field")
+    unseen = set(random.Random(seed).sample(voices, heldout_voices))
+    seen = SpeechDataset(data.name, [u for u in data if u.meta["voice"] not in unseen])
+    held = [u for u in data if u.meta["voice"] in unseen]
+    calib, rest = split_calibration(seen, min(budget, len(seen) - 1), seed)
+    tag = f"{data.name}:voices-{'+'.join(sorted(unseen))}"
+    return calib, rest, SpeechDataset(tag, held)
+
+
 def teacher_batches(
     asr: WhisperASR,
     utterances: Sequence[Utterance],
@@ -90,4 +113,10 @@ def heldout_wer(asr: WhisperASR, utterances: Sequence[Utterance], batch_size: in
     return wer([u.text for u in utts], hyps)
 
 
-__all__ = ["WHISPER_STACKS", "heldout_wer", "split_calibration", "teacher_batches"]
+__all__ = [
+    "WHISPER_STACKS",
+    "heldout_wer",
+    "split_by_voice",
+    "split_calibration",
+    "teacher_batches",
+]
