@@ -458,7 +458,8 @@ def study_ptq_vs_qat(
     output: Annotated[Path | None, typer.Option("--out", "-o", help="results folder")] = None,
     methods: Annotated[str, typer.Option(help="comma-separated: rtn,gptq,qat")] = "rtn,gptq,qat",
     split: Annotated[
-        str, typer.Option(help="speech: random (utterances) or voice (held-out voices)")
+        str,
+        typer.Option(help="speech: random (utterances), voice (held-out voices) or engine"),
     ] = "random",
     heldout_voices: Annotated[int, typer.Option(help="voices kept out (--split voice)")] = 4,
     calibration_text: Annotated[

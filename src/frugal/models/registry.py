@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def installed_package_dir(package: str) -> Path | None:
+    """The folder of an installed package (found without importing it), or None."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 @dataclass(frozen=True)
 class PackagedCheckpoint:
     """A faster-whisper checkpoint spread over one or more installed packages.
@@ -21,10 +29,7 @@ class PackagedCheckpoint:
     install: str
 
     def package_dir(self, package: str) -> Path | None:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(next(iter(spec.submodule_search_locations)))
+        return installed_package_dir(package)
 
     def missing_packages(self) -> list[str]:
         pkgs = {self.files[0], *(p for p, _ in self.parts)}

@@ -61,7 +61,8 @@ class StudyConfig:
     budget: int = 128  # calibration examples (utterances or text windows), same for every method
     seed: int = 0
     pattern: str | None = None  # None: the model's transformer blocks
-    # speech: "random" (a seeded sample of utterances) or "voice" (held-out voices)
+    # speech: "random" (a seeded sample of utterances), "voice" (`heldout_voices` voices
+    # never calibrated on) or "engine" (one whole speech engine never calibrated on)
     split: str = "random"
     heldout_voices: int = 4
     # causal LMs: text domains (frugal.data.text names or files), window tokens
@@ -82,8 +83,8 @@ class StudyConfig:
         for f in self.formats:
             for m in self.methods:
                 check_method(m, f)
-        if self.split not in ("random", "voice"):
-            raise ValueError(f"unknown split {self.split!r}; choose random or voice")
+        if self.split not in ("random", "voice", "engine"):
+            raise ValueError(f"unknown split {self.split!r}; choose random, voice or engine")
         if self.pattern is None and is_whisper(self.model):
             self.pattern = WHISPER_BLOCKS
         if isinstance(self.gptq, dict):
@@ -180,8 +181,8 @@ class StudyData:
 
 
 def whisper_data(config: StudyConfig) -> StudyData:
-    """A Whisper subject: utterances split at random, or by voice (calibration voices never
-    overlap the held-out ones; the calibration voices' other utterances become `seen_voices`)."""
+    """A Whisper subject: utterances split at random, or by voice or speech engine (calibration
+    voices never overlap the held-out ones; their other utterances become `seen_voices`)."""
     from frugal.data.datasets import load_dataset
     from frugal.models.whisper import load_whisper
     from frugal.tasks.asr.calibration import (
@@ -195,8 +196,9 @@ def whisper_data(config: StudyConfig) -> StudyData:
     asr = load_whisper(config.model)
     data = load_dataset(config.data)
     extra = {}
-    if config.split == "voice":
-        calib, seen, held = split_by_voice(data, config.heldout_voices, config.budget, config.seed)
+    if config.split in ("voice", "engine"):
+        n = config.heldout_voices if config.split == "voice" else 1
+        calib, seen, held = split_by_voice(data, n, config.budget, config.seed, config.split)
         extra["seen_voices"] = teacher_batches(asr, seen, 8)
     else:
         calib, held = split_calibration(data, config.budget, config.seed)

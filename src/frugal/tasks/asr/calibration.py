@@ -39,25 +39,31 @@ def split_calibration(
 
 
 def split_by_voice(
-    data: SpeechDataset, heldout_voices: int, budget: int, seed: int = 0
+    data: SpeechDataset, heldout: int, budget: int, seed: int = 0, by: str = "voice"
 ) -> tuple[SpeechDataset, SpeechDataset, SpeechDataset]:
-    """(calibration, seen-voice rest, unseen-voice held-out): `heldout_voices` voices (a
-    seeded choice) are kept out of calibration entirely; `budget` utterances of the other
-    voices calibrate and their remaining utterances are held out as "seen voices". Voices
-    come from each utterance's `voice` field."""
-    voices = sorted({u.meta.get("voice") for u in data} - {None})
-    if len(voices) < heldout_voices + 1 or heldout_voices < 1:
-        raise ValueError(
-            f"a split by voice holding out {heldout_voices} voice(s) needs more voices; "
-            f"{data.name} names {len(voices)} (its utterances' 'voice' field)"
-        )
+    """(calibration, seen rest, unseen held-out): `heldout` voices — or, with by="engine",
+    whole speech engines (the part of `voice` before ":") — are a seeded choice kept out of
+    calibration entirely; `budget` utterances of the others calibrate and their remaining
+    utterances are held out as "seen voices". Voices come from each utterance's `voice`."""
+    if by not in ("voice", "engine"):
+        raise ValueError(f"unknown grouping {by!r}; choose voice or engine")
     if any("voice" not in u.meta for u in data):
         raise ValueError(f"{data.name}: some utterances have no 'voice' field")
-    unseen = set(random.Random(seed).sample(voices, heldout_voices))
-    seen = SpeechDataset(data.name, [u for u in data if u.meta["voice"] not in unseen])
-    held = [u for u in data if u.meta["voice"] in unseen]
+
+    def group(u: Utterance) -> str:
+        return u.meta["voice"] if by == "voice" else u.meta["voice"].split(":")[0]
+
+    groups = sorted({group(u) for u in data})
+    if len(groups) < heldout + 1 or heldout < 1:
+        raise ValueError(
+            f"a split by {by} holding out {heldout} needs more: {data.name} has "
+            f"{len(groups)} {by}(s) (from its utterances' 'voice' field)"
+        )
+    unseen = set(random.Random(seed).sample(groups, heldout))
+    seen = SpeechDataset(data.name, [u for u in data if group(u) not in unseen])
+    held = [u for u in data if group(u) in unseen]
     calib, rest = split_calibration(seen, min(budget, len(seen) - 1), seed)
-    tag = f"{data.name}:voices-{'+'.join(sorted(unseen))}"
+    tag = f"{data.name}:{by}s-{'+'.join(sorted(unseen))}"
     return calib, rest, SpeechDataset(tag, held)
 
 
