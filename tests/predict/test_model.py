@@ -126,3 +126,27 @@ def test_noise_floor_metric_uses_only_rows_above_it():
     m = metrics(y, pred)
     assert m["n_above_floor"] == 3 and m["spearman_above_floor"] == pytest.approx(1.0)
     assert m["spearman"] < 0.9
+
+
+def test_pairwise_ranker_orders_a_held_out_model_by_within_model_differences():
+    from scipy.stats import spearmanr
+
+    from frugal.predict.model import PairwiseRanker
+
+    rng = np.random.default_rng(0)
+    X, y, groups = [], [], []
+    for m in range(4):
+        offset = rng.normal() * 5  # a per-model feature level unrelated to the order
+        for _ in range(12):
+            bits = rng.uniform(2, 8)
+            X.append([-bits, offset + rng.normal() * 0.1])
+            y.append(0.01 * np.exp(8 - bits) * (1 + m))  # more loss with fewer bits
+            groups.append(f"m{m}")
+    X, y, groups = np.array(X), np.array(y), np.array(groups)
+    tr = groups != "m3"
+    ranker = PairwiseRanker().fit(X[tr], y[tr], groups[tr])
+    rho = spearmanr(y[~tr], ranker.score(X[~tr])).statistic
+    assert rho > 0.99
+    assert abs(ranker.coef_[0]) > 10 * abs(ranker.coef_[1])
+    with pytest.raises(ValueError, match="noise gap"):
+        PairwiseRanker(min_gap=1e9).fit(X, y, groups)

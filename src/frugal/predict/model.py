@@ -258,6 +258,55 @@ def evaluate(
             "pred": pred, "low": lo, "high": hi}  # fmt: skip
 
 
+class PairwiseRanker:
+    """Orders one model's (format, method) rows by expected loss, without predicting nats:
+    a logistic model of "row a loses more than row b" on standardized feature differences
+    (RankSVM-style), fitted on pairs of rows of the same training model. Pairs closer than
+    `min_gap` in asinh(ΔNLL/0.01) are left out (their order is mostly measurement noise) and
+    the rest weighted by their gap. fit(X, ΔNLL, groups) / score(X): higher = more loss."""
+
+    def __init__(self, C: float = 0.1, min_gap: float = 0.5):
+        self.C, self.min_gap = C, min_gap
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> PairwiseRanker:
+        from sklearn.linear_model import LogisticRegression
+
+        X, t, groups = np.asarray(X, float), to_target(y), np.asarray(groups)
+        self.mean_, self.scale_ = X.mean(0), X.std(0)
+        self.scale_[self.scale_ == 0] = 1.0
+        Z = (X - self.mean_) / self.scale_
+        diffs, labels, weights = [], [], []
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            a, b = np.meshgrid(idx, idx, indexing="ij")
+            keep = (a != b) & (np.abs(t[a] - t[b]) > self.min_gap)
+            a, b = a[keep], b[keep]
+            diffs.append(Z[a] - Z[b])
+            labels.append(t[a] > t[b])
+            weights.append(np.abs(t[a] - t[b]))
+        D, lab = np.concatenate(diffs), np.concatenate(labels)
+        if len(np.unique(lab)) < 2:
+            raise ValueError("no pair of rows differs by more than the noise gap")
+        clf = LogisticRegression(C=self.C, max_iter=5000, fit_intercept=False)
+        self.coef_ = clf.fit(D, lab, sample_weight=np.concatenate(weights)).coef_[0]
+        return self
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return ((np.asarray(X, float) - self.mean_) / self.scale_) @ self.coef_
+
+
+def evaluate_ranker(table: Table, **params) -> dict:
+    """PairwiseRanker left-one-model-out: Spearman of its scores per held-out model."""
+    per_group = {}
+    score = np.full(len(table), np.nan)
+    for g, tr, te in leave_one_out(table.models):
+        ranker = PairwiseRanker(**params).fit(table.X[tr], table.y[tr], table.models[tr])
+        score[te] = ranker.score(table.X[te])
+        per_group[g] = {"spearman": _spearman(table.y[te], score[te]), "n": len(te)}
+    return {"kind": "ranker", "by": "model", "groups": per_group,
+            "pooled": {"spearman": _spearman(table.y, score), "n": len(table)}}  # fmt: skip
+
+
 # One-feature rankings a learned predictor must beat: (feature, sign) with predicted ΔNLL
 # ∝ sign · feature — fewer bits, lower RTN SQNR, a larger quadratic estimate: more loss.
 BASELINES = {
@@ -288,11 +337,13 @@ __all__ = [
     "FEATURE_SETS",
     "KINDS",
     "LANDSCAPE_FEATURES",
+    "PairwiseRanker",
     "QualityPredictor",
     "Table",
     "build_table",
     "evaluate",
     "evaluate_baseline",
+    "evaluate_ranker",
     "feature_row",
     "from_target",
     "group_splits",

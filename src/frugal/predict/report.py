@@ -18,6 +18,7 @@ from frugal.predict.model import (
     build_table,
     evaluate,
     evaluate_baseline,
+    evaluate_ranker,
 )
 
 MAIN = ("rf", "full")  # the predictor the plots show
@@ -78,6 +79,7 @@ def run_report(
     table = tables[MAIN[1]]
     main = evals[f"{MAIN[0]}/{MAIN[1]}/model"]
     baselines = {b: evaluate_baseline(table, b) for b in BASELINES}
+    rankers = {fs: evaluate_ranker(t) for fs, t in tables.items()}
     pred = QualityPredictor(MAIN[0], seed=seed, trees=trees).fit(table.X, table.y, table.models)
     importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
     costs = {fs: feature_costs(measurements, features, names) for fs, names in FEATURE_SETS.items()}
@@ -91,6 +93,7 @@ def run_report(
         "baselines": {
             k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in baselines.items()
         },
+        "rankers": {k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in rankers.items()},
         "importances": importances,
         "costs": costs,
         "main": "/".join(MAIN),
@@ -194,11 +197,13 @@ def markdown(report: dict) -> str:
 
 
 def _baseline_lines(report: dict) -> list[str]:
-    """Per held-out model: the learned predictors' Spearman beside one-feature rankings."""
+    """Per held-out model: the learned predictors' and rankers' Spearman beside one-feature
+    rankings."""
     if "baselines" not in report:
         return []
-    ev, base = report["evaluations"], report["baselines"]
+    ev, base, rank = report["evaluations"], report["baselines"], report.get("rankers", {})
     learned = [k for k in ("rf/full/model", "rf/cheap/model", "linear/cheap/model") if k in ev]
+    heads = learned + [f"ranker/{fs}" for fs in rank] + ["bits", "RTN SQNR", "quadratic"]
     lines = [
         "",
         "## Learned predictors against one-feature rankings (Spearman per held-out model)",
@@ -206,13 +211,16 @@ def _baseline_lines(report: dict) -> list[str]:
         "Rankings by one feature need no training: fewer bits per weight, lower RTN SQNR, or a "
         "larger quadratic estimate (½ Σ over layers of the mean Hessian diagonal, Hutchinson "
         "on the probe, × ‖ΔW_RTN‖²) means more loss. Within one model they already order most "
-        "rows; a predictor is worth what it adds over them.",
+        "rows; a predictor is worth what it adds over them. The pairwise ranker (logistic on "
+        "feature differences of row pairs of one training model, pairs within the noise gap "
+        "left out) orders rows without predicting nats.",
         "",
-        "| held-out model | " + " | ".join(learned) + " | bits | RTN SQNR | quadratic |",
-        "|---" * (len(learned) + 4) + "|",
+        "| held-out model | " + " | ".join(heads) + " |",
+        "|---" * (len(heads) + 1) + "|",
     ]
     for g in ev[learned[0]]["groups"]:
         cells = [_fmt(ev[k]["groups"][g]["spearman"]) for k in learned]
+        cells += [_fmt(rank[fs]["groups"][g]["spearman"]) for fs in rank]
         cells += [_fmt(base[b]["groups"][g]["spearman"]) for b in BASELINES]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     return lines
