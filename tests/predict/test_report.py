@@ -74,5 +74,9 @@ def test_one_feature_baselines_beside_the_learned_predictors(tmp_path):
         assert 0.8 < bits["groups"][g]["spearman"] < 1.0
     report = run_report(rows, feats, tmp_path, trees=20)
     assert set(report["baselines"]) == {"bits", "rtn_sqnr", "quadratic"}
+    assert set(report["rankers"]) == {"cheap", "full"}
+    # the fake ΔNLL falls with bits: bits and SQNR lead each model's carriers, negatively
+    top = report["carriers"]["m0"][:2]
+    assert {n for n, _ in top} == {"bits", "sqnr_db"} and all(r < -0.8 for _, r in top)
     text = (tmp_path / "summary.md").read_text()
     assert "one-feature rankings" in text and "| m2 |" in text.split("one-feature rankings")[1]

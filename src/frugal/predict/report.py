@@ -80,6 +80,7 @@ def run_report(
     main = evals[f"{MAIN[0]}/{MAIN[1]}/model"]
     baselines = {b: evaluate_baseline(table, b) for b in BASELINES}
     rankers = {fs: evaluate_ranker(t) for fs, t in tables.items()}
+    carriers = feature_carriers(table)
     pred = QualityPredictor(MAIN[0], seed=seed, trees=trees).fit(table.X, table.y, table.models)
     importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
     costs = {fs: feature_costs(measurements, features, names) for fs, names in FEATURE_SETS.items()}
@@ -94,6 +95,7 @@ def run_report(
             k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in baselines.items()
         },
         "rankers": {k: {"groups": v["groups"], "pooled": v["pooled"]} for k, v in rankers.items()},
+        "carriers": carriers,
         "importances": importances,
         "costs": costs,
         "main": "/".join(MAIN),
@@ -169,6 +171,7 @@ def markdown(report: dict) -> str:
             f"{_fmt(v['pooled']['spearman'])} |"
         )
     lines += _baseline_lines(report)
+    lines += _carrier_lines(report)
     lines += ["", "## Feature importances (random forest, all rows)", "",
               "| feature | importance |", "|---|---|"]  # fmt: skip
     lines += [f"| {k} | {v:.3f} |" for k, v in report["importances"].items()]
@@ -194,6 +197,41 @@ def markdown(report: dict) -> str:
                 f"{100 * c.get('amortized_vs_gptq', float('nan')):.1f}% |"
             )
     return "\n".join(lines) + "\n"
+
+
+def feature_carriers(table: Table, top: int = 4) -> dict[str, list[tuple[str, float]]]:
+    """Per model: the features whose values order its rows most like the measured ΔNLL
+    (|Spearman| within the model, descriptive: it reads the model's own measurements)."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for m in sorted(set(table.models.tolist())):
+        idx = table.models == m
+        rhos = []
+        for j, name in enumerate(table.names):
+            x = table.X[idx, j]
+            if np.ptp(x) > 0:
+                rhos.append((name, float(spearmanr(table.y[idx], x).statistic)))
+        out[m] = sorted(rhos, key=lambda kv: -abs(kv[1]))[:top]
+    return out
+
+
+def _carrier_lines(report: dict) -> list[str]:
+    if "carriers" not in report:
+        return []
+    lines = [
+        "",
+        "## Features that order each model's rows (Spearman with ΔNLL within the model)",
+        "",
+        "Descriptive (it reads the model's own measurements): what carries each model's ranking.",
+        "",
+        "| model | 1st | 2nd | 3rd | 4th |",
+        "|---|---|---|---|---|",
+    ]
+    for m, feats in report["carriers"].items():
+        cells = [f"{n} {r:+.3f}" for n, r in feats] + [""] * (4 - len(feats))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _baseline_lines(report: dict) -> list[str]:
