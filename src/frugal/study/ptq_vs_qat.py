@@ -10,9 +10,9 @@ reported. Finally the loss is measured along the straight line from the full-pre
 weights to each method's result. Rows are appended to a JSONL file as they complete; a rerun
 skips what is there.
 
-The subject is a Whisper (held out: a random split of utterances, or whole voices never seen
-in calibration) or a causal LM (calibrated on one text domain, held out on another, with the
-calibration domain's held-out tail scored beside it)."""
+The subject is a Whisper (held out: a random split of utterances, or whole voices or speech
+engines never heard in calibration) or a causal LM (calibrated on one text domain, held out
+on another, with the calibration domain's held-out tail scored beside it)."""
 
 from __future__ import annotations
 
