@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
     lines = ["| file | MiB | × fp16 checkpoint |", "|---|---|---|"]
     for k, v in sizes.items():
         lines.append(f"| {k} | {v / 2**20:.1f} | {v / fp16_bytes:.2f} |")
-    lines += ["", "| system | peak RSS MiB |", "|---|---|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in rss.items()]
+    if rss:  # --no-rss: no table
+        lines += ["", "| system | peak RSS MiB |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in rss.items()]
     report.append("\n".join(lines))
     head = (
         f"Whisper {args.model}, {args.threads} threads, torch {torch.__version__}; GPTQ "
