@@ -1,12 +1,15 @@
-"""Quantize-dequantize throughput on CPU: frugal's formats beside microsoft/microxcaling's
-reference MX emulation, torchao's MX (where it runs on CPU), torch's native fp8 cast, and the
-ceiling of a plain tensor copy — same tensor, same threads, same run, interleaved.
+"""Quantize-dequantize throughput on CPU for every catalogue format: frugal's default (fused
+kernels) and its torch reference path beside microsoft/microxcaling's emulation (its MX and
+element formats), torchao's MX (where it runs on CPU), torch's native casts, and a plain
+tensor copy (x.clone(), the same allocation and traffic) — same tensor, threads and run,
+interleaved.
 
     git clone https://github.com/microsoft/microxcaling /tmp/microxcaling   # outside the repo
     python benchmarks/formats.py --microxcaling /tmp/microxcaling --threads 2 [--compile]
 
 Prints ms per call (median), GB/s (4 bytes read + 4 written per element), the ratio to
-microxcaling, the fraction of copy bandwidth, and whether results are bit-identical.
+microxcaling, the fraction of copy bandwidth, and whether results are bit-identical to
+frugal's reference path.
 """
 
 from __future__ import annotations
@@ -20,10 +23,30 @@ from pathlib import Path
 
 import torch
 
-from frugal.formats import get_format, set_compile
+from frugal.formats import CATALOGUE, fastpath, get_format, set_compile
 
-FORMATS = ["mxfp4", "mxint8", "fp8_e4m3", "int4_g128", "flex16+5"]
-MX_NAMES = {"mxfp4": "fp4_e2m1", "mxint8": "int8", "fp8_e4m3": "fp8_e4m3"}  # microxcaling
+FORMATS = list(CATALOGUE)
+MX_NAMES = {  # ours -> microxcaling's element format
+    "mxint8": "int8",
+    "mxfp8": "fp8_e4m3",
+    "mxfp8_e5m2": "fp8_e5m2",
+    "mxfp6": "fp6_e2m3",
+    "mxfp6_e3m2": "fp6_e3m2",
+    "mxfp4": "fp4_e2m1",
+    "fp8_e4m3": "fp8_e4m3",
+    "fp8_e5m2": "fp8_e5m2",
+    "fp6_e3m2": "fp6_e3m2",
+    "fp6_e2m3": "fp6_e2m3",
+    "fp4_e2m1": "fp4_e2m1",
+    "fp16": "fp16",
+    "bf16": "bf16",
+}
+NATIVE = {  # torch casts (saturating first, as frugal does)
+    "fp16": (torch.float16, 65504.0),
+    "bf16": (torch.bfloat16, None),
+    "fp8_e4m3": (torch.float8_e4m3fn, 448.0),
+    "fp8_e5m2": (torch.float8_e5m2, 57344.0),
+}
 
 
 def load_microxcaling(path: Path | None) -> dict[str, Callable]:
@@ -67,8 +90,24 @@ def load_torchao() -> dict[str, Callable]:
     return {"mxfp4": lambda x: mx(x, fp4), "mxfp8": lambda x: mx(x, torch.float8_e4m3fn)}
 
 
-def native_fp8(x: torch.Tensor) -> torch.Tensor:
-    return x.clamp(-448, 448).to(torch.float8_e4m3fn).float()
+def native_cast(name: str) -> Callable:
+    dtype, vmax = NATIVE[name]
+    if vmax is None:
+        return lambda x: x.to(dtype).float()
+    return lambda x: x.clamp(-vmax, vmax).to(dtype).float()
+
+
+def frugal_reference(f) -> Callable:
+    """The format's torch reference path (fused kernels off)."""
+
+    def run(x):
+        fastpath.set_kernels(False)
+        try:
+            return f.quantize(x)
+        finally:
+            fastpath.set_kernels(True)
+
+    return run
 
 
 def timed(fn: Callable, x: torch.Tensor) -> float:
@@ -97,18 +136,19 @@ def main() -> None:
     systems: dict[str, dict[str, Callable]] = {}
     for name in FORMATS:
         f = get_format(name)
-        s = {"frugal": f.quantize}
+        s = {"frugal": f.quantize, "frugal torch": frugal_reference(f)}
         if name in ref:
             s["microxcaling"] = ref[name]
         if name in tao:
             s["torchao"] = tao[name]
-        if name == "fp8_e4m3":
-            s["torch .to(fp8)"] = native_fp8
+        if name in NATIVE:
+            s["torch cast"] = native_cast(name)
         systems[name] = s
     copy = {"copy": lambda t: t.clone()}
 
     compiled = {}
-    if args.compile:
+    if args.compile:  # torch.compile of the reference (the fused kernels switched off)
+        fastpath.set_kernels(False)
         set_compile(True)
         for name in FORMATS:
             f = get_format(name)
@@ -118,26 +158,38 @@ def main() -> None:
                 compiled[name] = time.perf_counter() - t0
                 systems[name]["frugal compiled"] = f.quantize
         set_compile(False)
+        fastpath.set_kernels(True)
+
+    def call(sys_name: str, fn: Callable):
+        if sys_name != "frugal compiled":
+            return fn(x)
+        fastpath.set_kernels(False)
+        set_compile(True)
+        try:
+            return fn(x)
+        finally:
+            set_compile(False)
+            fastpath.set_kernels(True)
 
     identical = {}
     for name, s in systems.items():
-        base = get_format(name).quantize(x)
+        base = s["frugal torch"](x)
         for sys_name, fn in s.items():
-            if sys_name in ("microxcaling", "torchao", "torch .to(fp8)"):
-                identical[(name, sys_name)] = bool(torch.equal(fn(x), base))
-        if "frugal compiled" in s:
-            set_compile(True)
-            identical[(name, "frugal compiled")] = bool(torch.equal(s["frugal compiled"](x), base))
-            set_compile(False)
+            if sys_name != "frugal torch":
+                out = call(sys_name, fn)
+                an, bn = out.isnan(), base.isnan()
+                identical[(name, sys_name)] = bool(
+                    torch.equal(an, bn) and torch.equal(out[~an], base[~bn])
+                )
 
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeat):
         times.setdefault(("copy", "copy"), []).append(timed(copy["copy"], x))
         for name, s in systems.items():
             for sys_name, fn in s.items():
-                set_compile(sys_name == "frugal compiled")
-                times.setdefault((name, sys_name), []).append(timed(fn, x))
-                set_compile(False)
+                t = time.perf_counter()
+                call(sys_name, fn)
+                times.setdefault((name, sys_name), []).append(1e3 * (time.perf_counter() - t))
 
     def med(key):
         v = sorted(times[key])
@@ -149,8 +201,8 @@ def main() -> None:
         f"; copy {copy_ms:.1f} ms = {gb / copy_ms * 1e3:.1f} GB/s"
     )
     head = (
-        f"{'format':10s} {'system':16s} {'ms':>9s} {'GB/s':>7s} {'x microxcaling':>15s} "
-        f"{'% of copy BW':>13s} {'bit-identical to frugal':>24s}"
+        f"{'format':14s} {'system':16s} {'ms':>9s} {'GB/s':>7s} {'x microxcaling':>15s} "
+        f"{'% of copy BW':>13s} {'bit-identical to reference':>27s}"
     )
     print(head)
     print("-" * len(head))
@@ -172,8 +224,8 @@ def main() -> None:
             sp = f"{row['speedup_vs_microxcaling']:.2f}" if ref_ms else "-"
             ident = {None: "-", True: "yes", False: "NO"}[row["identical"]]
             print(
-                f"{name:10s} {sys_name:16s} {ms:9.1f} {row['gb_s']:7.2f} {sp:>15s} "
-                f"{100 * row['copy_bw_fraction']:12.1f}% {ident:>24s}"
+                f"{name:14s} {sys_name:16s} {ms:9.1f} {row['gb_s']:7.2f} {sp:>15s} "
+                f"{100 * row['copy_bw_fraction']:12.1f}% {ident:>27s}"
             )
     if compiled:
         print(

@@ -55,3 +55,44 @@ def test_registry_and_bad_settings():
     assert get_format("flex16+5").bits_per_element == 16
     with pytest.raises(ValueError):
         FlexpointFormat(1, 5)
+
+
+def _stream(seed: int, steps: int = 40) -> list[torch.Tensor]:
+    """Tensors whose range drifts, jumps (overflows) and holds NaN / inf once each."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(300, 70, generator=g) * 1.08**t for t in range(steps)]
+    xs[25] = xs[25] * 50
+    xs[30][3, 4] = float("nan")
+    xs[33][0, 0] = float("inf")
+    return xs
+
+
+@pytest.mark.parametrize("kernels_on", [True, False])
+def test_autoflex_paths_agree(kernels_on):
+    # one pass (fused), two passes (torch reference) and tensor state (the GPU path, run on
+    # the CPU here) pick the same exponents and give the same values and overflow counts
+    from frugal.formats import fastpath
+
+    fmt = FlexpointFormat(16, 5)
+    host, dev = Autoflex(fmt), Autoflex(fmt, tensor_state=True)
+    fastpath.set_kernels(kernels_on)
+    try:
+        for x in _stream(0):
+            a, b = host.quantize(x), dev.quantize(x)
+            assert host.exponent == dev.exponent
+            assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    finally:
+        fastpath.set_kernels(True)
+    assert host.overflows == dev.overflows >= 1
+    assert host.state()["history"] == pytest.approx(dev.state()["history"])
+
+
+def test_autoflex_gradient_is_straight_through_within_range():
+    af = Autoflex(FlexpointFormat(8, 5))
+    x = (torch.randn(64, 64) * 3).requires_grad_(True)
+    for _ in range(5):
+        af.quantize(x.detach() * 0.01)  # the history predicts a range far below x's
+    q = af.quantize(x)
+    q.sum().backward()
+    assert af.overflows == 1  # x exceeded the prediction: rescaled to hold its maximum
+    assert torch.equal(x.grad, torch.ones_like(x))

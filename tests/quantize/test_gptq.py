@@ -60,7 +60,7 @@ def test_gptq_beats_rtn_on_random_layers(name):
     assert res.error == pytest.approx(output_error(res.weight - w, h), rel=1e-4)
 
 
-@pytest.mark.parametrize("name", ["int4_g16", "mxint4_b16", "fp4", "int4_pc"])
+@pytest.mark.parametrize("name", ["int4_g16", "mxint4_b16", "fp4", "int4_pc", "int4_g7", "nf4_b12"])
 def test_gptq_equals_plain_reference(name):
     fmt = get_format(name)
     g = torch.Generator().manual_seed(2)

@@ -7,13 +7,15 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from frugal.formats import fastpath
+
 _COMPILE = False
 
 
 def set_compile(enabled: bool) -> None:
-    """Run quantize-dequantize kernels through torch.compile (one fused loop per format and
-    shape; needs a C++ compiler on CPU; the first call of each compiles for tens of seconds).
-    Also switched on by the environment variable FRUGAL_COMPILE=1."""
+    """Run the torch reference kernels through torch.compile where the fused CPU kernels do
+    not apply (other devices, kernels off): one fused loop per format and shape; the first
+    call of each compiles for tens of seconds. Also switched on by FRUGAL_COMPILE=1."""
     global _COMPILE
     _COMPILE = bool(enabled)
     if _COMPILE:
@@ -28,10 +30,23 @@ def straight_through(x: torch.Tensor, q: torch.Tensor, limit: torch.Tensor | Non
     unchanged where |x| <= limit (the representable range) and zero elsewhere."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return q
-    if limit is None:
-        return q.detach() + (x - x.detach())
-    mask = (x.detach().abs() <= limit).to(x.dtype)
-    return q.detach() + (x - x.detach()) * mask
+    return _StraightThrough.apply(x, q.detach(), limit)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the quantized values, exactly. Backward: the gradient where x was within
+    the limit (a tensor, compact `fastpath.BlockLimits`, or None = everywhere)."""
+
+    @staticmethod
+    def forward(ctx, x, q, limit):
+        ctx.save_for_backward(x)
+        ctx.limit = limit
+        return q.view_as(q)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return fastpath.pass_within(x, grad, ctx.limit), None, None
 
 
 class NumberFormat(ABC):
@@ -69,8 +84,18 @@ class NumberFormat(ABC):
         """Quantize-dequantize float32 [rows, k] `w` with parameters from `fit`."""
         return self.qdq(w)[0]
 
-    def run_qdq(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`qdq`, compiled when `set_compile(True)` and the format allows it."""
+    def fused_qdq(self, x: torch.Tensor):
+        """`qdq` of contiguous float32 CPU `x` by fused kernels, bit-identical to it, with
+        limits as a tensor, `fastpath.BlockLimits` or None; None when this format (or this
+        tensor's layout) has no kernel."""
+        return None
+
+    def run_qdq(self, x: torch.Tensor):
+        """`qdq` by the fastest exact path: fused CPU kernels, else torch.compile when
+        `set_compile(True)` and the format allows it, else the torch reference."""
+        fused = fastpath.attempt(self.fused_qdq, x)
+        if fused is not None:
+            return fused
         if _COMPILE and self.compilable:
             fn = self.__dict__.get("_compiled_qdq")
             if fn is None:

@@ -14,11 +14,40 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from frugal.formats import fastpath, kernels
 from frugal.formats.base import NumberFormat, straight_through
+
+_BIG = float(np.float32(3.4e38))  # what nan_to_num(posinf=3.4e38) gives in float32
+
+
+def abs_max(x: torch.Tensor) -> float:
+    """max |x| as a Python float, NaN counted as 0 and inf as the largest float32 (the
+    range Flexpoint's exponent is chosen from)."""
+    if x.numel() == 0:
+        return 0.0
+    fused = fastpath.attempt(fastpath.min_max, x.detach().float())
+    if fused is None:
+        return float(torch.nan_to_num(x.detach().abs().amax(), posinf=3.4e38))
+    amax = max(abs(fused[0]), abs(fused[1]))
+    return 0.0 if math.isnan(amax) else (_BIG if math.isinf(amax) else amax)
+
+
+def round_fixed(x: torch.Tensor, step: float, qmax: int):
+    """clamp(round(x / step), -qmax - 1, qmax) * step for float32 `x`, and its limit."""
+    limit = torch.tensor(qmax * step, device=x.device)
+    fused = fastpath.attempt(
+        lambda t: fastpath.run_elements(
+            kernels.fixed, t, np.float32(step), np.float32(-qmax - 1), np.float32(qmax)
+        ),
+        x,
+    )
+    if fused is not None:
+        return fused, float(limit)
+    return torch.clamp(torch.round(x / step), -qmax - 1, qmax) * step, limit
 
 
 class FlexpointFormat(NumberFormat):
@@ -54,9 +83,24 @@ class FlexpointFormat(NumberFormat):
         return self.qmax * 2.0 ** (exponent - (self.mbits - 2))
 
     def qdq_with_exponent(self, x: torch.Tensor, exponent: int):
-        step = 2.0 ** (exponent - (self.mbits - 2))
-        q = torch.clamp(torch.round(x / step), -self.qmax - 1, self.qmax) * step
-        return q, torch.tensor(self.max_value(exponent), device=x.device)
+        return round_fixed(x, 2.0 ** (exponent - (self.mbits - 2)), self.qmax)
+
+    def qdq_measuring(self, x: torch.Tensor, exponent: int):
+        """`qdq_with_exponent` and, from the same pass over `x`, `abs_max(x)`. The limit is
+        None when nothing saturated (every |x| within it): the gradient then passes whole."""
+        fused = fastpath.attempt(
+            lambda t: fastpath.run_elements_absmax(
+                t, np.float32(2.0 ** (exponent - (self.mbits - 2))), self.qmax
+            ),
+            x,
+        )
+        if fused is None:
+            return (*self.qdq_with_exponent(x, exponent), abs_max(x))
+        q, raw = fused
+        limit = float(np.float32(self.max_value(exponent)))
+        if math.isnan(raw):
+            return q, limit, 0.0
+        return q, (None if raw <= limit else limit), (_BIG if math.isinf(raw) else raw)
 
     def quantize_with_exponent(self, x: torch.Tensor, exponent: int) -> torch.Tensor:
         q, limit = self.qdq_with_exponent(x.detach().float(), exponent)
@@ -66,8 +110,7 @@ class FlexpointFormat(NumberFormat):
         return n_cols  # one exponent per tensor
 
     def fit(self, w: torch.Tensor) -> int:
-        amax = torch.nan_to_num(w.abs().amax(), posinf=3.4e38).item() if w.numel() else 0.0
-        return self.exponent_for(amax)
+        return self.exponent_for(abs_max(w))
 
     def apply(self, w: torch.Tensor, params: int) -> torch.Tensor:
         return self.qdq_with_exponent(w, params)[0]
@@ -93,51 +136,176 @@ class FixedPointFormat(NumberFormat):
         return float(self.bits)
 
     def qdq(self, x: torch.Tensor):
-        step = 2.0**-self.frac
-        q = torch.clamp(torch.round(x / step), -self.qmax - 1, self.qmax) * step
-        return q, torch.tensor(self.qmax * step, device=x.device)
+        return round_fixed(x, 2.0**-self.frac, self.qmax)
 
 
-@dataclass
 class Autoflex:
-    """Exponent manager of one tensor: history of recent maxima → next exponent."""
+    """Exponent manager of one tensor: history of recent maxima → next exponent.
 
-    fmt: FlexpointFormat
-    history_size: int = 16
-    c: float = 3.0
-    margin: float = 0.0
-    history: deque = field(default_factory=deque)
-    overflows: int = 0
-    steps: int = 0
-    exponent: int | None = None
+    Statistics are exactly rounded (math.fsum), so the exponents are the same on every CPU.
+    CPU tensors take one pass over memory in steady state (quantize with the predicted
+    exponent while measuring the maximum; a second pass only on overflow). Tensors on other
+    devices keep the history there and never wait for the host (counts sync when read)."""
+
+    def __init__(
+        self,
+        fmt: FlexpointFormat,
+        history_size: int = 16,
+        c: float = 3.0,
+        margin: float = 0.0,
+        tensor_state: bool = False,
+    ):
+        """`tensor_state`: keep the state as tensors on CPU too (what other devices do)."""
+        self.fmt, self.history_size, self.c, self.margin = fmt, history_size, c, margin
+        self.tensor_state = tensor_state
+        self.history: deque[float] = deque(maxlen=history_size)
+        self.steps = 0
+        self._overflows = 0
+        self._exponent: int | None = None
+        self._device: _DeviceState | None = None
+
+    @property
+    def overflows(self) -> int:
+        """Quantizations whose maximum exceeded the predicted range (then rescaled)."""
+        return self._overflows + (self._device.overflows() if self._device else 0)
+
+    @property
+    def exponent(self) -> int | None:
+        """The shared exponent of the last quantization."""
+        if self._device is not None and self._device.count:
+            return int(self._device.exponent)
+        return self._exponent
 
     def predict_max(self) -> float | None:
         """max(history) + c·std(history), times (1 + margin); None without history."""
         if not self.history:
             return None
-        h = torch.tensor(list(self.history), dtype=torch.float64)
-        std = float(h.std(unbiased=False)) if len(h) > 1 else 0.0
-        return (float(h.max()) + self.c * std) * (1.0 + self.margin)
+        return _predict(list(self.history), self.c, self.margin)
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize with the predicted exponent; on overflow count it and rescale."""
-        amax = float(torch.nan_to_num(x.detach().abs().amax(), posinf=3.4e38)) if x.numel() else 0.0
+        if x.device.type != "cpu" or self.tensor_state:
+            if self._device is None:
+                self._device = _DeviceState(self, x.device)
+            q, limit = self._device.qdq(x.detach().float())
+            self.steps += 1
+            return straight_through(x, q.to(x.dtype), limit)
+        x32 = x.detach().float()
+        pred = self.predict_max()
+        if pred is None:
+            amax = abs_max(x32)
+            exponent = self.fmt.exponent_for(amax)
+            q, limit = self.fmt.qdq_with_exponent(x32, exponent)
+        else:
+            exponent = self.fmt.exponent_for(pred)
+            q, limit, amax = self.fmt.qdq_measuring(x32, exponent)
+            if amax > self.fmt.max_value(exponent):
+                self._overflows += 1
+                exponent = self.fmt.exponent_for(amax)
+                q, limit = self.fmt.qdq_with_exponent(x32, exponent)
+        self.history.append(amax)
+        self.steps += 1
+        self._exponent = exponent
+        return straight_through(x, q.to(x.dtype), limit)
+
+    @torch.no_grad()
+    def quantize_(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantize `x` in place (same exponents and values as `quantize`): for stored
+        weights and gradients, where a new tensor and a copy back would double the traffic."""
+        fused = x.device.type == "cpu" and not self.tensor_state and x.is_contiguous()
+        if not (fused and x.dtype == torch.float32 and fastpath.kernels_enabled()):
+            return x.copy_(self.quantize(x))
+        amax = abs_max(x)
         pred = self.predict_max()
         exponent = self.fmt.exponent_for(amax if pred is None else pred)
         if amax > self.fmt.max_value(exponent):
-            self.overflows += 1
+            self._overflows += 1
             exponent = self.fmt.exponent_for(amax)
         self.history.append(amax)
-        while len(self.history) > self.history_size:
-            self.history.popleft()
         self.steps += 1
-        self.exponent = exponent
-        return self.fmt.quantize_with_exponent(x, exponent)
+        self._exponent = exponent
+        step = np.float32(2.0 ** (exponent - (self.fmt.mbits - 2)))
+        qmax = self.fmt.qmax
+        flat = fastpath.flat(x)
+        fastpath.run_split(
+            lambda a, b: kernels.fixed(
+                flat, flat, a, b, step, np.float32(-qmax - 1), np.float32(qmax)
+            ),
+            x.numel(),
+            1,
+        )
+        return x
 
     def state(self) -> dict:
+        history = list(self.history)
+        if self._device is not None:
+            history = self._device.history()
         return {
             "exponent": self.exponent,
             "overflows": self.overflows,
             "steps": self.steps,
-            "history": list(self.history),
+            "history": history,
         }
+
+
+def _predict(h: list[float], c: float, margin: float) -> float:
+    """Autoflex's prediction from a history of maxima (population std, exactly rounded)."""
+    n = len(h)
+    std = 0.0
+    if n > 1:
+        mean = math.fsum(h) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in h) / n)
+    return (max(h) + c * std) * (1.0 + margin)
+
+
+class _DeviceState:
+    """Autoflex's state as tensors on the data's device: history ring, exponent, overflow
+    count — so a steady-state step launches kernels and never reads a value back."""
+
+    def __init__(self, owner: Autoflex, device: torch.device):
+        self.owner = owner
+        self.ring = torch.zeros(owner.history_size, dtype=torch.float64, device=device)
+        self.count = 0  # known on the host: how many maxima the ring holds
+        self.slot = 0
+        self.exponent = torch.zeros((), dtype=torch.int64, device=device)
+        self.overflow_count = torch.zeros((), dtype=torch.int64, device=device)
+
+    def exponent_for(self, a: torch.Tensor) -> torch.Tensor:
+        """`FlexpointFormat.exponent_for` on a float64 tensor (frexp: exact floor(log2))."""
+        fmt = self.owner.fmt
+        e = torch.frexp(a).exponent.to(torch.int64) - 1
+        e = torch.clamp(e, fmt.emin, fmt.emax)
+        e = torch.where(a > 0, e, torch.full_like(e, fmt.emin))
+        return torch.where(torch.isinf(a), torch.full_like(e, fmt.emax), e)
+
+    def qdq(self, x: torch.Tensor):
+        fmt, owner = self.owner.fmt, self.owner
+        amax = torch.nan_to_num(x.abs().amax(), nan=0.0, posinf=_BIG).double()
+        if self.count == 0:
+            exponent = self.exponent_for(amax)
+        else:
+            h = self.ring[: self.count]
+            std = (h - h.mean()).square().mean().sqrt() if self.count > 1 else h.new_zeros(())
+            pred = (h.max() + owner.c * std) * (1.0 + owner.margin)
+            exponent = self.exponent_for(pred)
+            step = torch.exp2((exponent - (fmt.mbits - 2)).double())
+            over = amax > fmt.qmax * step
+            self.overflow_count += over
+            exponent = torch.where(over, self.exponent_for(amax), exponent)
+        self.ring[self.slot] = amax
+        self.slot = (self.slot + 1) % owner.history_size
+        self.count = min(self.count + 1, owner.history_size)
+        self.exponent = exponent
+        step = torch.exp2((exponent - (fmt.mbits - 2)).float())
+        q = torch.clamp(torch.round(x / step), -fmt.qmax - 1, fmt.qmax) * step
+        return q, fmt.qmax * step
+
+    def overflows(self) -> int:
+        return int(self.overflow_count)
+
+    def history(self) -> list[float]:
+        """Maxima oldest first."""
+        ring = self.ring.tolist()
+        if self.count < self.owner.history_size:
+            return ring[: self.count]
+        return ring[self.slot :] + ring[: self.slot]

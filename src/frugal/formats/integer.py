@@ -4,8 +4,10 @@ Scales are stored in fp16 (counted in the bits) and applied exactly as stored.""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from frugal.formats import fastpath, kernels
 from frugal.formats.base import NumberFormat, move_axis_to_blocks, undo_blocks
 
 SCALE_BITS = 16  # fp16 scale (and, when asymmetric, an N-bit zero point) per group
@@ -92,3 +94,33 @@ class IntFormat(NumberFormat):
             if limit is not None:
                 limit = limit.expand_as(g).reshape(x.shape)
         return q, limit
+
+    def fused_qdq(self, x: torch.Tensor):
+        if self.granularity == "tensor" or x.dim() == 0:
+            return self._fused_tensor(x)
+        if self.granularity == "group":
+            row, block = x.shape[-1], self.group
+        else:
+            row = block = x.numel() // x.shape[0] if x.dim() > 1 else x.numel()
+        qmax = 2 ** (self.bits - 1) - 1 if self.symmetric else 2**self.bits - 1
+        kernel = kernels.int_sym if self.symmetric else kernels.int_asym
+        out, scales = fastpath.run_blocks(kernel, x, row, block, qmax)
+        if not self.symmetric:
+            return out, None
+        return out, fastpath.BlockLimits((qmax + 0.5) * scales, row, block)
+
+    def _fused_tensor(self, x: torch.Tensor):
+        """Per-tensor: one pass for the range, one to round (the scale needs all of x)."""
+        ends = torch.tensor([fastpath.min_max(x)])
+        scale, zero = self._fit_rows(ends)
+        s = np.float32(scale.item())
+        if self.symmetric:
+            qmax = 2 ** (self.bits - 1) - 1
+            lim = float(np.float32((qmax + 0.5) * scale.item()))
+            q = fastpath.run_elements(kernels.fixed, x, s, np.float32(-qmax - 1), np.float32(qmax))
+            return q, lim
+        qmax = 2**self.bits - 1
+        q = fastpath.run_elements(
+            kernels.fixed_zero, x, s, np.float32(zero.item()), np.float32(0), np.float32(qmax)
+        )
+        return q, None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from frugal.formats import fastpath, kernels
 from frugal.formats.base import NumberFormat
 
 
@@ -134,3 +136,12 @@ class MinifloatFormat(NumberFormat):
             clamped = torch.where(torch.isnan(x), x, clamped)
             return clamped.to(_NATIVE[self.kind]).float(), limit
         return round_to_float(x, self.spec), limit
+
+    def fused_qdq(self, x: torch.Tensor):
+        if self.stochastic:  # the random draws stay torch's, for identical streams
+            return None
+        s = self.spec
+        out = fastpath.run_elements(
+            kernels.minifloat, x, s.emin, s.emax, s.mbits, np.float32(s.max)
+        )
+        return out, float(np.float32(s.max))

@@ -8,8 +8,10 @@ BFP (shared exponent, integer mantissas) is the same computation with integer el
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from frugal.formats import fastpath, kernels
 from frugal.formats.base import NumberFormat, move_axis_to_blocks, undo_blocks
 from frugal.formats.minifloat import FLOAT_SPECS, FloatSpec, floor_log2, round_to_float
 
@@ -97,3 +99,17 @@ class MXFormat(NumberFormat):
         q = undo_blocks(self._round(blocks, scale), moved, n, self.axis)
         limit = undo_blocks((self.elem_max * scale).expand_as(blocks), moved, n, self.axis)
         return q, limit
+
+    def fused_qdq(self, x: torch.Tensor):
+        if x.dim() == 0 or self.axis not in (-1, x.dim() - 1):
+            return None
+        if self.float_spec is None:
+            step = 2.0 ** (self.int_bits - 2)
+            params = (kernels.mx_int, np.float32(step), np.float32(self.elem_max))
+        else:
+            s = self.float_spec
+            params = (kernels.mx_float, s.emin, s.emax, s.mbits, np.float32(s.max))
+        out, scales = fastpath.run_blocks(
+            params[0], x, x.shape[-1], self.block, self.elem_emax, *params[1:]
+        )
+        return out, fastpath.BlockLimits(self.elem_max * scales, x.shape[-1], self.block)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from frugal.formats import fastpath, kernels
 from frugal.formats.base import NumberFormat, move_axis_to_blocks, undo_blocks
 from frugal.formats.integer import _fp16_scale
 
@@ -42,3 +43,12 @@ class NF4Format(NumberFormat):
     def qdq(self, x: torch.Tensor):
         blocks, moved, n = move_axis_to_blocks(x, -1, self.block)
         return undo_blocks(self.apply(blocks, self.fit(blocks)), moved, n, -1), None
+
+    def fused_qdq(self, x: torch.Tensor):
+        if x.dim() == 0:
+            return None
+        levels = torch.tensor(NF4_LEVELS)
+        mids = (levels[1:] + levels[:-1]) / 2
+        kernel, row = kernels.nf4, x.shape[-1]
+        out, _ = fastpath.run_blocks(kernel, x, row, self.block, levels.numpy(), mids.numpy())
+        return out, None

@@ -227,7 +227,7 @@ def format_features(
     ws = _weights(model, state.names)
     t0 = time.perf_counter()
     f = get_format(fmt)
-    noise = {n: f.qdq(w.detach().float())[0] - w.detach().float() for n, w in ws.items()}
+    noise = {n: f.run_qdq(w.detach().float())[0] - w.detach().float() for n, w in ws.items()}
     desc = format_descriptors(fmt, [w.shape[1] for w in ws.values()])
     sig = sum(w.detach().float().pow(2).sum().item() for w in ws.values())
     err = sum(d.pow(2).sum().item() for d in noise.values())

@@ -7,7 +7,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from frugal.formats import Autoflex
 from frugal.nn import QuantConfig, QuantRule, apply_config, make_quantizer
+
+
+@torch.no_grad()
+def _quantize_in_place(quantizer, x: torch.Tensor) -> None:
+    """x ← quantizer(x); Autoflex managers write in place (no new tensor, no copy)."""
+    owner = getattr(quantizer, "__self__", None)
+    if isinstance(owner, Autoflex):
+        owner.quantize_(x)
+    else:
+        x.copy_(quantizer(x))
 
 
 class LowPrecisionTrainer:
@@ -27,7 +38,7 @@ class LowPrecisionTrainer:
     @torch.no_grad()
     def _store(self) -> None:
         for name, p in self.model.named_parameters():
-            p.copy_(self.store_q[name](p))
+            _quantize_in_place(self.store_q[name], p.data)
 
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -35,7 +46,7 @@ class LowPrecisionTrainer:
         if self.fmt is not None:
             for name, p in self.model.named_parameters():
                 if p.grad is not None:
-                    p.grad = self.grad_q[name](p.grad)
+                    _quantize_in_place(self.grad_q[name], p.grad)
         self.optimizer.step()
         if self.fmt is not None:
             self._store()
