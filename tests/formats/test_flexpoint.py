@@ -96,3 +96,16 @@ def test_autoflex_gradient_is_straight_through_within_range():
     q.sum().backward()
     assert af.overflows == 1  # x exceeded the prediction: rescaled to hold its maximum
     assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_in_place_quantization_matches_quantize():
+    # LowPrecisionTrainer stores weights and gradients with quantize_: same exponents,
+    # values and overflow counts as quantize on a fresh tensor
+    fmt = FlexpointFormat(16, 5)
+    a, b = Autoflex(fmt), Autoflex(fmt)
+    for x in _stream(1):
+        y = x.clone()
+        b.quantize_(y)
+        assert torch.equal(a.quantize(x).nan_to_num(7.0), y.nan_to_num(7.0))
+        assert a.exponent == b.exponent
+    assert a.overflows == b.overflows >= 1

@@ -160,3 +160,19 @@ def test_reported_error_is_the_exact_layer_error(act_order):
     w = torch.randn(40, 96)
     res = gptq_weight(w, h, get_format("mxint4"), GPTQConfig(damp=0.1, act_order=act_order))
     assert res.error == pytest.approx(output_error(res.weight - w, h), rel=1e-3)
+
+
+def test_inverse_cholesky_factor():
+    # U upper with a positive diagonal and UᵀU = (H + λ·mean(diag H)·I)⁻¹, to a bound from
+    # the condition number and float32's epsilon
+    from frugal.quantize.gptq import _inverse_cholesky
+
+    h = hessian_of(correlated_inputs(512, 96, seed=7)).float()
+    damped = h.double() + 0.01 * h.diagonal().double().mean() * torch.eye(96, dtype=torch.float64)
+    upper, lam = _inverse_cholesky(h.clone(), 0.01, "test")
+    assert lam == 0.01
+    assert torch.equal(upper, upper.triu()) and (upper.diagonal() > 0).all()
+    u = upper.double()
+    residual = (u.t() @ u @ damped - torch.eye(96, dtype=torch.float64)).abs().max()
+    bound = 96 * torch.linalg.cond(damped) * torch.finfo(torch.float32).eps
+    assert residual < bound

@@ -39,12 +39,15 @@ class _StraightThrough(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, q, limit):
-        ctx.save_for_backward(x)
         ctx.limit = limit
+        if limit is not None:  # nothing saturates: no need to keep x for the backward pass
+            ctx.save_for_backward(x)
         return q.view_as(q)
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.limit is None:
+            return grad, None, None
         (x,) = ctx.saved_tensors
         return fastpath.pass_within(x, grad, ctx.limit), None, None
 

@@ -165,7 +165,7 @@ def pass_within(x: torch.Tensor, grad: torch.Tensor, limit) -> torch.Tensor:
     `limit` a float, a BlockLimits, a broadcastable tensor, or None (no saturation)."""
     if limit is None:
         return grad
-    if isinstance(limit, float | BlockLimits) and kernels_enabled():
+    if isinstance(limit, float | BlockLimits) and kernels_enabled() and x.device.type == "cpu":
         xf = x.detach().float().contiguous()
         g = grad.float().contiguous()
         out = torch.empty_like(g)
@@ -182,9 +182,9 @@ def pass_within(x: torch.Tensor, grad: torch.Tensor, limit) -> torch.Tensor:
             )
         return out.to(grad.dtype)
     if isinstance(limit, BlockLimits):
-        limit = expand_limits(limit, x.numel()).view(x.shape)
+        limit = expand_limits(limit, x.numel()).view(x.shape).to(x.device)
     elif isinstance(limit, float):
-        limit = torch.tensor(limit, dtype=torch.float32)
+        limit = torch.tensor(limit, dtype=torch.float32, device=x.device)
     mask = (x.detach().abs() <= limit).to(grad.dtype)
     return grad * mask
 

@@ -148,10 +148,25 @@ if njit is not None:
         return r, g0 - r * nb, nb
 
     @inline
-    def block_span(r, c, row, block):
-        """Flat [start, end) of block c of row r."""
+    def next_block(r, c, row, block, nb):
+        """Flat [start, end) of block c of row r, and the (row, block) that follows."""
         a = r * row + c * block
-        return a, min(a + block, (r + 1) * row)
+        b = min(a + block, (r + 1) * row)
+        c += 1
+        if c == nb:
+            r, c = r + 1, 0
+        return a, b, r, c
+
+    @inline
+    def shared_exponent(xi, a, b, elem_emax):
+        """MX's E8M0 exponent of block xi[a:b]: floor(log2 max|x|) - emax of the element,
+        clamped to [-127, 127], with NaN counted as 0 and inf as the largest float."""
+        m = block_absmax_bits(xi, a, b)
+        if m > 0x7F800000:
+            m = np.int32(0)
+        elif m == 0x7F800000:
+            m = np.int32(0x7F7FFFFF)
+        return min(max(((m >> 23) & 0xFF) - 127 - elem_emax, -127), 127)
 
     @jit
     def mx_int(x, out, scales, g0, g1, row, block, elem_emax, step, emax_el):
@@ -160,16 +175,8 @@ if njit is not None:
         inv = np.float32(1.0) / step
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
-            m = block_absmax_bits(xi, a, b)
-            if m > 0x7F800000:  # NaN: nan_to_num(nan=0)
-                m = np.int32(0)
-            elif m == 0x7F800000:  # inf: nan_to_num(posinf=max float)
-                m = np.int32(0x7F7FFFFF)
-            e = min(max(((m >> 23) & 0xFF) - 127 - elem_emax, -127), 127)
+            a, b, r, c = next_block(r, c, row, block, nb)
+            e = shared_exponent(xi, a, b, elem_emax)
             scale = exp2i(e)
             inv_scale = exp2i(-e)
             scales[g] = scale
@@ -184,16 +191,8 @@ if njit is not None:
         xi = x.view(np.int32)
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
-            m = block_absmax_bits(xi, a, b)
-            if m > 0x7F800000:
-                m = np.int32(0)
-            elif m == 0x7F800000:
-                m = np.int32(0x7F7FFFFF)
-            e = min(max(((m >> 23) & 0xFF) - 127 - elem_emax, -127), 127)
+            a, b, r, c = next_block(r, c, row, block, nb)
+            e = shared_exponent(xi, a, b, elem_emax)
             scale = exp2i(e)
             inv = exp2i(-e)  # x * 2^-e == x / 2^e for every x: both exact or both rounded
             scales[g] = scale
@@ -220,10 +219,7 @@ if njit is not None:
         qhi = np.float32(qmax)
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
+            a, b, r, c = next_block(r, c, row, block, nb)
             scale = fp16_scale(block_absmax(xi, a, b) / np.float32(qmax))
             scales[g] = scale
             for j in range(a, b):
@@ -237,10 +233,7 @@ if njit is not None:
         zero_f = np.float32(0.0)
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
+            a, b, r, c = next_block(r, c, row, block, nb)
             lo, hi = block_minmax(xi, a, b)
             lo = min(lo, zero_f) if lo == lo else lo
             hi = max(hi, zero_f) if hi == hi else hi
@@ -263,10 +256,7 @@ if njit is not None:
         m8, m9, m10, m11, m12, m13, m14 = md[8], md[9], md[10], md[11], md[12], md[13], md[14]
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
+            a, b, r, c = next_block(r, c, row, block, nb)
             scale = fp16_scale(block_absmax(xi, a, b))
             scales[g] = scale
             for j in range(a, b):
@@ -317,10 +307,7 @@ if njit is not None:
         """Straight-through gradient: grad where |x| <= its block's limit, else grad * 0."""
         r, c, nb = first_block(g0, row, block)
         for g in range(g0, g1):
-            a, b = block_span(r, c, row, block)
-            c += 1
-            if c == nb:
-                r, c = r + 1, 0
+            a, b, r, c = next_block(r, c, row, block, nb)
             lim = limits[g]
             for j in range(a, b):
                 out[j] = grad[j] * (np.float32(1.0) if abs(x[j]) <= lim else np.float32(0.0))

@@ -3,6 +3,7 @@ absmax (fp16 scale), values rounded to the nearest level."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from frugal.formats import fastpath, kernels
@@ -47,8 +48,14 @@ class NF4Format(NumberFormat):
     def fused_qdq(self, x: torch.Tensor):
         if x.dim() == 0:
             return None
-        levels = torch.tensor(NF4_LEVELS)
-        mids = (levels[1:] + levels[:-1]) / 2
-        kernel, row = kernels.nf4, x.shape[-1]
-        out, _ = fastpath.run_blocks(kernel, x, row, self.block, levels.numpy(), mids.numpy())
+        out, _ = fastpath.run_blocks(kernels.nf4, x, x.shape[-1], self.block, *_LEVELS_MIDS)
         return out, None
+
+
+def _levels_and_midpoints() -> tuple[np.ndarray, np.ndarray]:
+    """NF4's levels and the midpoints between them, in float32 as `apply` computes them."""
+    levels = torch.tensor(NF4_LEVELS)
+    return levels.numpy(), ((levels[1:] + levels[:-1]) / 2).numpy()
+
+
+_LEVELS_MIDS = _levels_and_midpoints()
