@@ -129,13 +129,9 @@ def measure(task: str, mode: str, kernels_on: bool, steps: int) -> dict:
         loss.backward()
         t1 = time.perf_counter()
         q_fb = QUANT_SECONDS[0]
-        if trainer.fmt is not None:
-            for name, p in model.named_parameters():
-                if p.grad is not None:
-                    p.grad = trainer.grad_q[name](p.grad)
+        trainer.quantize_grads()
         trainer.optimizer.step()
-        if trainer.fmt is not None:
-            trainer._store()
+        trainer.store()
         t2 = time.perf_counter()
         if i >= 3:  # warm-up: first calls compile or load kernels
             rows.append((t2 - t0, q_fb, t1 - t0 - q_fb, t2 - t1))

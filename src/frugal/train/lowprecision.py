@@ -33,23 +33,29 @@ class LowPrecisionTrainer:
             for name, _ in model.named_parameters():
                 self.grad_q[name] = make_quantizer(fmt)
                 self.store_q[name] = make_quantizer(fmt)
-            self._store()
+            self.store()
 
     @torch.no_grad()
-    def _store(self) -> None:
+    def store(self) -> None:
+        """Round every parameter to the format, in place (a no-op in fp32)."""
         for name, p in self.model.named_parameters():
-            _quantize_in_place(self.store_q[name], p.data)
+            if name in self.store_q:
+                _quantize_in_place(self.store_q[name], p.data)
+
+    @torch.no_grad()
+    def quantize_grads(self) -> None:
+        """Round every parameter's gradient to the format, in place (a no-op in fp32)."""
+        for name, p in self.model.named_parameters():
+            if p.grad is not None and name in self.grad_q:
+                _quantize_in_place(self.grad_q[name], p.grad)
 
     def step(self, loss: torch.Tensor) -> None:
+        """Backpropagate `loss`, round the gradients, update, round the weights."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.fmt is not None:
-            for name, p in self.model.named_parameters():
-                if p.grad is not None:
-                    _quantize_in_place(self.grad_q[name], p.grad)
+        self.quantize_grads()
         self.optimizer.step()
-        if self.fmt is not None:
-            self._store()
+        self.store()
 
     def overflow_stats(self) -> dict[str, int]:
         """Autoflex overflows and steps summed over every managed tensor (Flexpoint only)."""
