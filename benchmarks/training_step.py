@@ -117,27 +117,44 @@ def build(task: str, mode: str):
     return model, loss, LowPrecisionTrainer(model, opt, None if mode == "fp32" else mode)
 
 
-def measure(task: str, mode: str, kernels_on: bool, steps: int) -> dict:
-    fastpath.set_kernels(kernels_on)
-    model, loss_fn, trainer = build(task, mode)
-    rows = []
+def one_step(model, loss_fn, trainer) -> tuple[float, float, float, float]:
+    """Seconds of one step: total, inside quantizers (forward + backward), the rest of
+    forward + backward, and the optimizer phase."""
+    QUANT_SECONDS[0] = 0.0
+    t0 = time.perf_counter()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model)
+    loss.backward()
+    t1 = time.perf_counter()
+    q_fb = QUANT_SECONDS[0]
+    trainer.quantize_grads()
+    trainer.optimizer.step()
+    trainer.store()
+    t2 = time.perf_counter()
+    return t2 - t0, q_fb, t1 - t0 - q_fb, t2 - t1
+
+
+def measure(task: str, modes: list[str], steps: int) -> dict[tuple[str, str], dict]:
+    """Every (mode, path) of one task, built first, then stepped in turn — step i of each
+    configuration follows step i of the others, so the machine's drift hits all alike."""
+    configs = [("fp32", "-")] + [(m, p) for m in modes for p in ("fused", "torch")]
+    built = {}
+    for mode, path in configs:
+        fastpath.set_kernels(path != "torch")
+        built[(mode, path)] = build(task, mode)
+    rows: dict[tuple[str, str], list] = {c: [] for c in configs}
     for i in range(steps + 3):
-        QUANT_SECONDS[0] = 0.0
-        t0 = time.perf_counter()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model)
-        loss.backward()
-        t1 = time.perf_counter()
-        q_fb = QUANT_SECONDS[0]
-        trainer.quantize_grads()
-        trainer.optimizer.step()
-        trainer.store()
-        t2 = time.perf_counter()
-        if i >= 3:  # warm-up: first calls compile or load kernels
-            rows.append((t2 - t0, q_fb, t1 - t0 - q_fb, t2 - t1))
+        for c in configs:
+            fastpath.set_kernels(c[1] != "torch")
+            r = one_step(*built[c])
+            if i >= 3:  # warm-up: first calls compile or load kernels
+                rows[c].append(r)
     fastpath.set_kernels(True)
-    med = [1e3 * statistics.median(r[k] for r in rows) for k in range(4)]
-    return {"step_ms": med[0], "quant_ms": med[1], "fwd_bwd_ms": med[2], "opt_ms": med[3]}
+    out = {}
+    for c, rs in rows.items():
+        med = [1e3 * statistics.median(r[k] for r in rs) for k in range(4)]
+        out[c] = {"step_ms": med[0], "quant_ms": med[1], "fwd_bwd_ms": med[2], "opt_ms": med[3]}
+    return out
 
 
 def main() -> None:
@@ -159,14 +176,7 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for task in args.tasks:
-        runs: dict[tuple[str, str], dict] = {}
-        for _ in range(2):  # two interleaved rounds; the faster median of each is kept
-            for mode in ["fp32", *args.modes]:
-                for path in ["fused", "torch"] if mode != "fp32" else ["-"]:
-                    r = measure(task, mode, path != "torch", args.steps)
-                    key = (mode, path)
-                    if key not in runs or r["step_ms"] < runs[key]["step_ms"]:
-                        runs[key] = r
+        runs = measure(task, args.modes, args.steps)
         fp32 = runs[("fp32", "-")]["step_ms"]
         for (mode, path), r in runs.items():
             r.update(task=task, mode=mode, path=path, ratio=r["step_ms"] / fp32)

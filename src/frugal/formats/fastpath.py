@@ -108,9 +108,10 @@ def run_blocks(kernel, x: torch.Tensor, row: int, block: int, *params):
     return out, torch.from_numpy(scales)
 
 
-def run_elements(kernel, x: torch.Tensor, *params) -> torch.Tensor:
-    """Apply an element-wise kernel (x, out, i0, i1, *params) to contiguous float32 `x`."""
-    out = torch.empty_like(x)
+def run_elements(kernel, x: torch.Tensor, *params, out: torch.Tensor | None = None):
+    """Apply an element-wise kernel (x, out, i0, i1, *params) to contiguous float32 `x`,
+    into a new tensor or `out` (which may be `x` itself)."""
+    out = torch.empty_like(x) if out is None else out
     xf, of = flat(x), flat(out)
     run_split(lambda a, b: kernel(xf, of, a, b, *params), x.numel(), 1)
     return out

@@ -194,18 +194,14 @@ class Autoflex:
         pred = self.predict_max()
         if pred is None:
             amax = abs_max(x32)
-            exponent = self.fmt.exponent_for(amax)
+            exponent = self._settle(amax, self.fmt.exponent_for(amax))
             q, limit = self.fmt.qdq_with_exponent(x32, exponent)
         else:
-            exponent = self.fmt.exponent_for(pred)
-            q, limit, amax = self.fmt.qdq_measuring(x32, exponent)
-            if amax > self.fmt.max_value(exponent):
-                self._overflows += 1
-                exponent = self.fmt.exponent_for(amax)
+            first = self.fmt.exponent_for(pred)
+            q, limit, amax = self.fmt.qdq_measuring(x32, first)
+            exponent = self._settle(amax, first)
+            if exponent != first:
                 q, limit = self.fmt.qdq_with_exponent(x32, exponent)
-        self.history.append(amax)
-        self.steps += 1
-        self._exponent = exponent
         return straight_through(x, q.to(x.dtype), limit)
 
     @torch.no_grad()
@@ -217,24 +213,22 @@ class Autoflex:
             return x.copy_(self.quantize(x))
         amax = abs_max(x)
         pred = self.predict_max()
-        exponent = self.fmt.exponent_for(amax if pred is None else pred)
+        exponent = self._settle(amax, self.fmt.exponent_for(amax if pred is None else pred))
+        step = np.float32(2.0 ** (exponent - (self.fmt.mbits - 2)))
+        qmax = self.fmt.qmax
+        lo, hi = np.float32(-qmax - 1), np.float32(qmax)
+        return fastpath.run_elements(kernels.fixed, x, step, lo, hi, out=x)
+
+    def _settle(self, amax: float, exponent: int) -> int:
+        """The exponent to use for a tensor of maximum `amax` given the predicted one (on
+        overflow: counted, and the exponent of amax); records amax in the history."""
         if amax > self.fmt.max_value(exponent):
             self._overflows += 1
             exponent = self.fmt.exponent_for(amax)
         self.history.append(amax)
         self.steps += 1
         self._exponent = exponent
-        step = np.float32(2.0 ** (exponent - (self.fmt.mbits - 2)))
-        qmax = self.fmt.qmax
-        flat = fastpath.flat(x)
-        fastpath.run_split(
-            lambda a, b: kernels.fixed(
-                flat, flat, a, b, step, np.float32(-qmax - 1), np.float32(qmax)
-            ),
-            x.numel(),
-            1,
-        )
-        return x
+        return exponent
 
     def state(self) -> dict:
         history = list(self.history)

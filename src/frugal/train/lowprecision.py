@@ -38,15 +38,18 @@ class LowPrecisionTrainer:
     @torch.no_grad()
     def store(self) -> None:
         """Round every parameter to the format, in place (a no-op in fp32)."""
+        if self.fmt is None:
+            return
         for name, p in self.model.named_parameters():
-            if name in self.store_q:
-                _quantize_in_place(self.store_q[name], p.data)
+            _quantize_in_place(self.store_q[name], p.data)
 
     @torch.no_grad()
     def quantize_grads(self) -> None:
         """Round every parameter's gradient to the format, in place (a no-op in fp32)."""
+        if self.fmt is None:
+            return
         for name, p in self.model.named_parameters():
-            if p.grad is not None and name in self.grad_q:
+            if p.grad is not None:
                 _quantize_in_place(self.grad_q[name], p.grad)
 
     def step(self, loss: torch.Tensor) -> None:
