@@ -32,13 +32,16 @@ def abs_max(x: torch.Tensor) -> float:
     fused = fastpath.attempt(fastpath.min_max, x.detach().float())
     if fused is None:
         return float(torch.nan_to_num(x.detach().abs().amax(), posinf=3.4e38))
-    amax = max(abs(fused[0]), abs(fused[1]))
+    return range_measure(max(abs(fused[0]), abs(fused[1])))
+
+
+def range_measure(amax: float) -> float:
+    """A raw max |x| as Flexpoint measures ranges: NaN counts as 0, inf as 3.4e38 (float32)."""
     return 0.0 if math.isnan(amax) else (_BIG if math.isinf(amax) else amax)
 
 
 def round_fixed(x: torch.Tensor, step: float, qmax: int):
     """clamp(round(x / step), -qmax - 1, qmax) * step for float32 `x`, and its limit."""
-    limit = torch.tensor(qmax * step, device=x.device)
     fused = fastpath.attempt(
         lambda t: fastpath.run_elements(
             kernels.fixed, t, np.float32(step), np.float32(-qmax - 1), np.float32(qmax)
@@ -46,7 +49,8 @@ def round_fixed(x: torch.Tensor, step: float, qmax: int):
         x,
     )
     if fused is not None:
-        return fused, float(limit)
+        return fused, float(np.float32(qmax * step))  # the limit as a float32 tensor holds it
+    limit = torch.tensor(qmax * step, device=x.device)
     return torch.clamp(torch.round(x / step), -qmax - 1, qmax) * step, limit
 
 
@@ -98,9 +102,7 @@ class FlexpointFormat(NumberFormat):
             return (*self.qdq_with_exponent(x, exponent), abs_max(x))
         q, raw = fused
         limit = float(np.float32(self.max_value(exponent)))
-        if math.isnan(raw):
-            return q, limit, 0.0
-        return q, (None if raw <= limit else limit), (_BIG if math.isinf(raw) else raw)
+        return q, (None if raw <= limit else limit), range_measure(raw)  # NaN: keeps the limit
 
     def quantize_with_exponent(self, x: torch.Tensor, exponent: int) -> torch.Tensor:
         q, limit = self.qdq_with_exponent(x.detach().float(), exponent)
