@@ -686,10 +686,15 @@ def predict(
 @app.command()
 def search(
     problem: Annotated[
-        str, typer.Option(help="zdt1, mixed-precision, whisper-joint or whisper-subnet")
+        str,
+        typer.Option(
+            help="zdt1, mixed-precision, whisper-joint, whisper-joint-nll or whisper-subnet"
+        ),
     ] = "zdt1",
     algorithm: Annotated[str, typer.Option(help="random, nsga2 or linas")] = "linas",
-    budget: Annotated[int, typer.Option(help="real measurements in total")] = 200,
+    budget: Annotated[
+        float, typer.Option(help="real measurements in total (full equivalents with --halving)")
+    ] = 200,
     workers: Annotated[int, typer.Option(help="measurement processes (or Ray workers)")] = 1,
     name: Annotated[str, typer.Option(help="the search's name (resumes when it exists)")] = "run1",
     ray_address: Annotated[
@@ -705,16 +710,43 @@ def search(
     generations: Annotated[
         int, typer.Option(help="LINAS: NSGA-II generations on predictors")
     ] = 250,
+    predictor: Annotated[
+        str,
+        typer.Option(
+            help="LINAS surrogate: auto, ridge, svr, stack; with spread: gp, ensemble, forest"
+        ),
+    ] = "auto",
+    selection: Annotated[
+        str, typer.Option(help="LINAS batch: front (predicted front) or ehvi (expected HV gain)")
+    ] = "front",
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(help="upper limit on an objective, e.g. wer=15 (repeatable)"),
+    ] = None,
+    halving: Annotated[
+        int, typer.Option(help="successive halving over the problem's fidelities with this eta")
+    ] = 0,
     seed: int = 0,
 ) -> None:
     """Multi-objective search with live progress (measurements, hypervolume); every
     measurement is stored as it completes, so rerunning the same --name resumes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, Progress, TextColumn
 
     from frugal.search.session import SearchConfig, run_named
 
-    cfg = SearchConfig(problem, algorithm, budget, batch, seed, generations)
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    limits = {}
+    for item in limit or []:
+        key, sep, value = item.partition("=")
+        try:
+            limits[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            _fail(f"--limit {item!r}: expected objective=number, e.g. wer=15")
+    cfg = SearchConfig(problem, algorithm, budget, batch, seed, generations, predictor,
+                       selection, limits, halving)  # fmt: skip
+    cols = (TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:.4g}/{task.total:.4g}"),
             TextColumn("{task.fields[hv]}"))  # fmt: skip
     with Progress(*cols, console=err, transient=True) as bar:
         task = bar.add_task("measured", total=budget, hv="")
@@ -735,6 +767,28 @@ def search(
         f"(reference point {res['reference_point']}); files in {res['folder']}",
         highlight=False,
     )
+
+
+@app.command("search-export")
+def search_export(
+    name: Annotated[str, typer.Argument(help="the stored search's name")],
+    storage: Annotated[str, typer.Option(help="an Optuna storage URL")] = "sqlite:///optuna.db",
+    study_name: Annotated[
+        str | None, typer.Option(help="the new study's name (default: the search's)")
+    ] = None,
+    folder: Annotated[Path, typer.Option("--dir", help="where searches live")] = Path(
+        "results/search"
+    ),
+) -> None:
+    """Write a stored search into an Optuna storage as a new study, for optuna-dashboard and
+    Optuna's plots (pip install 'frugal[optuna]')."""
+    from frugal.search.session import export_named
+
+    try:
+        study, n = export_named(name, storage, study_name, folder)
+    except (ValueError, ImportError) as exc:
+        _fail(str(exc))
+    out.print(f"{n} trials written to study {study!r} in {storage}", highlight=False)
 
 
 @app.command("search-report")

@@ -44,3 +44,42 @@ def test_search_cli_on_an_unreachable_ray_cluster_is_a_one_line_error(tmp_path):
     res = runner.invoke(app, ["search", "--problem", "zdt1", "--budget", "5", "--dir",
                               str(tmp_path), "--ray-address", "ray://127.0.0.1:9"])  # fmt: skip
     assert res.exit_code == 2 and "cannot reach Ray" in res.output
+
+
+def test_search_cli_with_limits_ehvi_and_export_to_optuna(tmp_path):
+    import pytest
+
+    optuna = pytest.importorskip("optuna")
+    args = ["search", "--problem", "mixed-precision", "--predictor", "gp", "--selection", "ehvi",
+            "--batch", "8", "--generations", "10", "--limit", "mbit=100", "--name", "c",
+            "--dir", str(tmp_path)]  # fmt: skip
+    res = runner.invoke(app, [*args, "--budget", "24"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "c" / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24
+    res = runner.invoke(app, [*args[:-6], "--limit", "mbit=90", *args[-4:], "--budget", "30"])
+    assert res.exit_code == 2 and "pick another --name" in res.output  # limits are the setup
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    res = runner.invoke(app, ["search-export", "c", "--storage", storage, "--dir", str(tmp_path)])
+    assert res.exit_code == 0 and "24 trials" in res.output, res.output
+    study = optuna.load_study(study_name="c", storage=storage)
+    feasible = [t.system_attrs["constraints"][0] <= 0 for t in study.trials]
+    assert feasible == [float(r["mbit"]) <= 100 for r in rows]
+    assert study.user_attrs["frugal_config"]["limits"] == {"mbit": 100.0}
+    res = runner.invoke(app, ["search-export", "c", "--storage", storage, "--dir", str(tmp_path)])
+    assert res.exit_code == 2 and "already exists" in res.output
+    res = runner.invoke(app, ["search-export", "nope", "--dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no search 'nope'" in res.output
+
+
+def test_search_cli_bad_limits_and_halving_are_one_line_errors(tmp_path):
+    base = ["search", "--problem", "zdt1", "--budget", "5", "--dir", str(tmp_path)]
+    res = runner.invoke(app, [*base, "--limit", "f3=1"])
+    assert res.exit_code == 2 and "unknown objective" in res.output
+    res = runner.invoke(app, [*base, "--limit", "f1"])
+    assert res.exit_code == 2 and "expected objective=number" in res.output
+    res = runner.invoke(app, [*base, "--halving", "3", "--name", "h"])
+    assert res.exit_code == 2 and "no fidelities" in res.output
+    res = runner.invoke(app, [*base[:4], "5.5", *base[5:], "--name", "f"])
+    assert res.exit_code == 2 and "whole number" in res.output

@@ -90,3 +90,27 @@ def test_subnet_problem_measures_wer_and_params():
     w_small, mp_small = p.evaluate({"enc_depth": 2, "dec_depth": 2, "enc_heads": 3,
                                     "enc_ffn": 768, "dec_ffn": 768})  # fmt: skip
     assert mp_small < mp_full and w_full <= w_small
+
+
+def test_nll_objective_has_fidelities_and_ranks_formats():
+    import math
+
+    p = WhisperJoint(utterances=4, accuracy="nll")
+    assert p.objectives == ("nll", "mbit") and p.fidelities == (1, 2, 4)
+    assert p.reference_point()[0] == pytest.approx(math.log(p._asr().config.vocab_size))
+    terms, mbit = p.nll_terms(config("bf16"))
+    assert len(terms) == 4 and all(t[0] > 0 and t[1] > 1 for t in terms)
+    full = p.evaluate(config("bf16"))
+    assert full == [pytest.approx(sum(t[0] for t in terms) / sum(t[1] for t in terms)), mbit]
+    low = p.evaluate(config("bf16"), 1)
+    # the first utterance alone vs inside a batch of 4: other GEMM blocking, same float32
+    # math; worst-case dot-product error γ_n = n·u for n = 1536 (FFN) is ~1e-4 per layer
+    assert low[0] == pytest.approx(terms[0][0] / terms[0][1], rel=1e-3)
+    # 4-bit weights everywhere and 80% of the frames dropped cost likelihood
+    assert p.evaluate(config("mxfp4", 0.8, layer=1))[0] > full[0]
+    with pytest.raises(ValueError, match="fidelity 3"):
+        p.evaluate(config("bf16"), 3)
+    with pytest.raises(ValueError, match="no fidelities"):
+        WhisperJoint(utterances=2).evaluate(config("bf16"), 1)
+    with pytest.raises(ValueError, match="unknown accuracy"):
+        WhisperJoint(utterances=2, accuracy="cer")

@@ -1,6 +1,9 @@
 """Search algorithms behind one small interface: `propose(history)` returns the next batch
 of configurations to measure (the runner skips ones already stored), `observe` hears what
-they measured. Random search, NSGA-II (pymoo) and LINAS, the predictor-guided loop."""
+they measured. Random search, NSGA-II (pymoo) and LINAS, the predictor-guided loop (plain, or
+with uncertain surrogates and expected-hypervolume batches). Upper limits on objectives
+(`limits`) make a measurement infeasible when it exceeds one; every algorithm but random
+prefers feasible configurations."""
 
 from __future__ import annotations
 
@@ -9,22 +12,49 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from frugal.search.acquisition import greedy_batch
 from frugal.search.pareto import non_dominated_sort
 from frugal.search.space import Config, SearchSpace
+from frugal.search.surrogates import Predictor
 
 History = list[tuple[Config, list[float]]]
 
 
 class Algorithm(ABC):
-    """Base: subclasses implement propose; observe is optional."""
+    """Base: subclasses implement propose; observe is optional. `limits`: an upper bound (or
+    None) per objective; `reference`: the hypervolume's reference point when known (the
+    runner sets it); `extra_violation`: constraint violations measured elsewhere, by config
+    key (the Optuna sampler fills it from a study's constraints)."""
 
     name = "algorithm"
 
-    def __init__(self, space: SearchSpace, n_obj: int, batch: int = 20, seed: int = 0):
+    def __init__(
+        self,
+        space: SearchSpace,
+        n_obj: int,
+        batch: int = 20,
+        seed: int = 0,
+        limits: Sequence[float | None] | None = None,
+    ):
         if batch < 1:
             raise ValueError("batch must be >= 1")
+        if limits is not None and len(limits) != n_obj:
+            raise ValueError(f"limits needs one bound (or None) per objective, {n_obj} in all")
         self.space, self.n_obj, self.batch, self.seed = space, n_obj, batch, seed
+        self.limits = None if limits is None or all(v is None for v in limits) else list(limits)
+        self.reference: list[float] | None = None
+        self.extra_violation: dict[str, float] = {}
         self.rng = np.random.default_rng(seed)
+
+    def violations(self, F: np.ndarray) -> np.ndarray:
+        """Per row of objectives, how far past the limits it is (relative; 0 = feasible)."""
+        return limit_violations(F, self.limits)
+
+    def history_violations(self, history: History) -> np.ndarray:
+        """`violations` of the measured history plus any violation recorded elsewhere."""
+        F = np.array([f for _, f in history], float).reshape(-1, self.n_obj)
+        extra = [self.extra_violation.get(self.space.key(c), 0.0) for c, _ in history]
+        return self.violations(F) + np.array(extra, float)
 
     @abstractmethod
     def propose(self, history: History) -> list[Config]:
@@ -34,6 +64,18 @@ class Algorithm(ABC):
         self, configs: Sequence[Config], objectives: Sequence[list[float]]
     ) -> None:
         """Results of the last proposal, in its order (stored ones included)."""
+
+
+def limit_violations(F: np.ndarray, limits: Sequence[float | None] | None) -> np.ndarray:
+    """Σ_j max(0, f_j − limit_j) / max(|limit_j|, 1e-12) per row (0: within every limit)."""
+    F = np.asarray(F, float)
+    if limits is None:
+        return np.zeros(len(F))
+    out = np.zeros(len(F))
+    for j, lim in enumerate(limits):
+        if lim is not None:
+            out += np.clip(F[:, j] - lim, 0, None) / max(abs(lim), 1e-12)
+    return out
 
 
 class RandomSearch(Algorithm):
@@ -46,11 +88,13 @@ class RandomSearch(Algorithm):
         return self.space.sample(self.batch, self.rng, seen)
 
 
-def _pymoo_problem(space: SearchSpace, n_obj: int):
+def _pymoo_problem(space: SearchSpace, n_obj: int, constrained: bool = False):
     from pymoo.core.problem import Problem as PymooProblem
 
     xl, xu = space.bounds()
-    return PymooProblem(n_var=len(xl), n_obj=n_obj, xl=xl, xu=xu, vtype=int)
+    return PymooProblem(
+        n_var=len(xl), n_obj=n_obj, n_ieq_constr=int(constrained), xl=xl, xu=xu, vtype=int
+    )
 
 
 def _nsga2(pop_size: int, seed: int, initial: np.ndarray | None = None, space=None):
@@ -85,22 +129,25 @@ class NSGA2Search(Algorithm):
 
     name = "nsga2"
 
-    def __init__(self, space: SearchSpace, n_obj: int, batch: int = 20, seed: int = 0):
-        super().__init__(space, n_obj, batch, seed)
+    def __init__(self, space: SearchSpace, n_obj: int, batch: int = 20, seed: int = 0, **kw):
+        super().__init__(space, n_obj, batch, seed, **kw)
         self._algo = None
         self._pop = None
+        self._constrained = False
 
     def _start(self, history: History) -> None:
         initial = None
+        self._constrained = self.limits is not None or bool(self.extra_violation)
         if len(history) >= self.batch:
             F = np.array([f for _, f in history])
-            order = np.concatenate(non_dominated_sort(F))[: self.batch]
+            order = _front_order(F, self.history_violations(history))[: self.batch]
             initial = np.array([self.space.to_indices(history[i][0]) for i in order])
         elif self.space.candidates is not None:
             initial = np.array([self.space.to_indices(c)
                                 for c in self.space.sample(self.batch, self.rng)])  # fmt: skip
         self._algo = _nsga2(self.batch, self.seed, initial, self.space)
-        self._algo.setup(_pymoo_problem(self.space, self.n_obj), seed=self.seed, verbose=False)
+        problem = _pymoo_problem(self.space, self.n_obj, self._constrained)
+        self._algo.setup(problem, seed=self.seed, verbose=False)
 
     def propose(self, history: History) -> list[Config]:
         if self._algo is None:
@@ -115,71 +162,26 @@ class NSGA2Search(Algorithm):
         F = np.array(objectives, float)
         valid = np.array([self.space.is_valid(c) for c in configs])
         F[~valid] = np.finfo(float).max / 10  # invalid configs lose every comparison
-        static = StaticProblem(_pymoo_problem(self.space, self.n_obj), F=F)
+        kw = {}
+        if self._constrained:
+            extra = [self.extra_violation.get(self.space.key(c), 0.0) for c in configs]
+            kw["G"] = (self.violations(F) + np.array(extra))[:, None]
+        static = StaticProblem(_pymoo_problem(self.space, self.n_obj, self._constrained), F=F, **kw)
         Evaluator().eval(static, self._pop)
         self._algo.tell(infills=self._pop)
 
 
-class Predictor:
-    """One objective's surrogate: ridge, SVR (RBF) or their average, picked by K-fold
-    cross-validated error on everything measured so far."""
-
-    CHOICES = ("ridge", "svr", "stack")
-    MIN_CV = 10  # measurements needed before the choice is made by cross-validation
-
-    def __init__(self, kind: str = "auto", seed: int = 0):
-        if kind != "auto" and kind not in self.CHOICES:
-            raise ValueError(f"unknown predictor {kind!r}; choose auto, ridge, svr or stack")
-        self.kind, self.seed = kind, seed
-
-    @staticmethod
-    def _make(kind: str):
-        from sklearn.ensemble import VotingRegressor
-        from sklearn.linear_model import RidgeCV
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVR
-
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        svr = make_pipeline(StandardScaler(), SVR(kernel="rbf", C=10.0, gamma="scale"))
-        if kind == "ridge":
-            return ridge
-        if kind == "svr":
-            return svr
-        return VotingRegressor([("ridge", ridge), ("svr", svr)])
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Predictor:
-        from sklearn.model_selection import KFold, cross_val_score
-
-        mu, sd = y.mean(), y.std() or 1.0
-        self._mu, self._sd = mu, sd
-        z = (y - mu) / sd
-        kind = self.kind
-        if kind == "auto" and len(y) < self.MIN_CV:
-            kind = "ridge"  # too few measurements to choose by cross-validation
-        if kind == "auto":
-            folds = KFold(min(5, len(y)), shuffle=True, random_state=self.seed)
-            scores = {
-                k: cross_val_score(self._make(k), X, z, cv=folds,
-                                   scoring="neg_mean_squared_error").mean()
-                for k in self.CHOICES
-            }  # fmt: skip
-            kind = max(scores, key=scores.get)
-        self.chosen_ = kind
-        self.est_ = self._make(kind).fit(X, z)
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.est_.predict(X) * self._sd + self._mu
-
-
 class LINAS(Algorithm):
     """Predictor-guided search (LINAS, as in DyNAS-T): measure a random first population;
-    then, each round, fit one predictor per objective on every measurement, run NSGA-II for
-    `generations` generations on the predictors alone, and propose the best `batch`
-    configurations of its final population that are not measured yet."""
+    then, each round, fit one surrogate per objective on every measurement, run NSGA-II for
+    `generations` generations on the surrogates' means, and propose `batch` configurations
+    not measured yet from its final population: the best by predicted front and crowding
+    (`selection="front"`, DyNAS-T's rule), or a greedy batch by expected hypervolume
+    improvement under the surrogates' spread (`selection="ehvi"`; predictor ensemble, gp or
+    forest). On a finite candidate list every candidate is scored instead."""
 
     name = "linas"
+    SELECTIONS = ("front", "ehvi")
 
     def __init__(
         self,
@@ -191,12 +193,34 @@ class LINAS(Algorithm):
         inner_pop: int = 50,
         predictor: str = "auto",
         encoding: str = "onehot",
+        selection: str = "front",
+        limits: Sequence[float | None] | None = None,
     ):
-        super().__init__(space, n_obj, batch, seed)
+        from frugal.search.surrogates import KINDS
+
+        super().__init__(space, n_obj, batch, seed, limits)
+        if selection not in self.SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose front or ehvi")
+        if predictor not in ("auto", *Predictor.CHOICES, *KINDS):
+            choices = ", ".join(("auto", *Predictor.CHOICES, *KINDS))
+            raise ValueError(f"unknown predictor {predictor!r}; choose one of {choices}")
         self.generations, self.inner_pop = generations, inner_pop
-        self.predictor, self.encoding = predictor, encoding
+        self.predictor, self.encoding, self.selection = predictor, encoding, selection
         self.chosen: list[str] = []
         self._round = 0
+
+    def _fit(self, X: np.ndarray, F: np.ndarray) -> list:
+        from frugal.search.surrogates import KINDS, Surrogate
+
+        if self.predictor in KINDS:
+            models = [
+                Surrogate(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)
+            ]
+            self.chosen = [self.predictor] * self.n_obj
+            return models
+        models = [Predictor(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)]
+        self.chosen = [m.chosen_ for m in models]
+        return models
 
     def propose(self, history: History) -> list[Config]:
         seen = {self.space.key(c) for c, _ in history}
@@ -205,61 +229,83 @@ class LINAS(Algorithm):
         self._round += 1
         X = self.space.encode([c for c, _ in history], self.encoding)
         F = np.array([f for _, f in history], float)
-        models = [Predictor(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)]
-        self.chosen = [m.chosen_ for m in models]
-        cands = self._optimize(models)
-        out, keys = [], set(seen)
-        for c in cands:
-            k = self.space.key(c)
-            if k not in keys and self.space.is_valid(c):
-                keys.add(k)
-                out.append(c)
-            if len(out) == self.batch:
-                break
+        models = self._fit(X, F)
+        cands = [c for c in self._optimize(models)
+                 if self.space.key(c) not in seen and self.space.is_valid(c)]  # fmt: skip
+        cands = list({self.space.key(c): c for c in cands}.values())
+        if self.selection == "ehvi" and cands:
+            cands = self._by_ehvi(cands, models, F[self.history_violations(history) == 0])
+        out = cands[: self.batch]
         if len(out) < self.batch:  # the surrogate front is exhausted: fill at random
+            keys = seen | {self.space.key(c) for c in out}
             out += self.space.sample(self.batch - len(out), self.rng, keys)
         return out
 
-    def _optimize(self, models: list[Predictor]) -> list[Config]:
-        """NSGA-II on the predictors; candidates ranked by predicted front, then crowding.
-        On a finite candidate list every candidate is scored instead (the exact optimum of
-        the inner search)."""
+    def _predict(self, models: list, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means and standard deviations (0 for point predictors), candidates × objectives."""
+        pairs = [m.predict(X, return_std=True) for m in models]
+        return np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
+
+    def _by_ehvi(self, cands: list[Config], models: list, front: np.ndarray) -> list[Config]:
+        mean, std = self._predict(models, self.space.encode(cands, self.encoding))
+        ref = self.reference
+        if ref is None:  # 10% beyond the worst of what is known
+            allF = np.vstack([front, mean]) if len(front) else mean
+            worst, best = allF.max(0), allF.min(0)
+            ref = worst + 0.1 * np.maximum(worst - best, 1e-12)
+        order = greedy_batch(mean, std, front, np.asarray(ref, float), self.batch, self.rng,
+                             self.limits)  # fmt: skip
+        return [cands[i] for i in order]
+
+    def _optimize(self, models: list) -> list[Config]:
+        """NSGA-II on the surrogates' means; candidates ranked by predicted feasibility, front,
+        then crowding. On a finite candidate list every candidate is scored instead (the
+        exact optimum of the inner search)."""
         if self.space.candidates is not None:
             X = self.space.encode(self.space.candidates, self.encoding)
-            F = np.stack([m.predict(X) for m in models], axis=1)
-            return [self.space.candidates[i] for i in _front_order(F)]
+            F = self._predict(models, X)[0]
+            return [self.space.candidates[i] for i in _front_order(F, self.violations(F))]
         from pymoo.core.problem import Problem as PymooProblem
         from pymoo.optimize import minimize
 
-        space, enc = self.space, self.encoding
+        space, enc, algo = self.space, self.encoding, self
         xl, xu = space.bounds()
+        constrained = self.limits is not None
 
-        class Surrogate(PymooProblem):
+        class Inner(PymooProblem):
             def __init__(self):
-                super().__init__(n_var=len(xl), n_obj=len(models), xl=xl, xu=xu, vtype=int)
+                super().__init__(n_var=len(xl), n_obj=len(models), n_ieq_constr=int(constrained),
+                                 xl=xl, xu=xu, vtype=int)  # fmt: skip
 
             def _evaluate(self, x, out, *args, **kwargs):
                 x = np.clip(np.asarray(x).round(), xl, xu).astype(int)
-                F = np.stack([m.predict(space.encode_indices(x, enc)) for m in models], axis=1)
+                F = algo._predict(models, space.encode_indices(x, enc))[0]
                 if space.constraints:
                     bad = np.array([not space.is_valid(space.from_indices(r)) for r in x])
                     F[bad] = np.finfo(float).max / 10
                 out["F"] = F
+                if constrained:
+                    out["G"] = algo.violations(F)[:, None]
 
         res = minimize(
-            Surrogate(), _nsga2(self.inner_pop, self.seed + self._round),
+            Inner(), _nsga2(self.inner_pop, self.seed + self._round),
             ("n_gen", self.generations), seed=self.seed + self._round, verbose=False,
         )  # fmt: skip
         X, F = res.pop.get("X"), res.pop.get("F")
-        return [space.from_indices(X[i]) for i in _front_order(F)]
+        return [space.from_indices(X[i]) for i in _front_order(F, self.violations(F))]
 
 
-def _front_order(F: np.ndarray) -> list[int]:
-    """Rows by non-dominated front, then by crowding distance (widest first) within one."""
+def _front_order(F: np.ndarray, violation: np.ndarray | None = None) -> list[int]:
+    """Feasible rows (violation 0) by non-dominated front, then by crowding distance (widest
+    first) within one; then infeasible rows, least violation first."""
+    F = np.asarray(F, float)
+    ok = np.ones(len(F), bool) if violation is None else np.asarray(violation) <= 0
+    feasible = np.flatnonzero(ok)
     order = []
-    for front in non_dominated_sort(F):
-        order += list(front[np.argsort(-_crowding(F[front]))])
-    return order
+    for front in non_dominated_sort(F[feasible]):
+        order += list(feasible[front[np.argsort(-_crowding(F[feasible][front]))]])
+    bad = np.flatnonzero(~ok)
+    return order + list(bad[np.argsort(violation[bad], kind="stable")])
 
 
 def _crowding(F: np.ndarray) -> np.ndarray:
@@ -292,5 +338,6 @@ __all__ = [
     "NSGA2Search",
     "Predictor",
     "RandomSearch",
+    "limit_violations",
     "make_algorithm",
 ]

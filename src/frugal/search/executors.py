@@ -21,12 +21,14 @@ Result = tuple[list[float] | None, float, str | None]  # objectives, seconds, er
 _PROBLEM: Problem | None = None
 
 
-def measure(config: Config, problem: Problem | None = None) -> Result:
-    """(objectives, seconds, error) of one configuration; an exception becomes the error."""
+def measure(config: Config, problem: Problem | None = None, fidelity: int | None = None) -> Result:
+    """(objectives, seconds, error) of one configuration, at full fidelity or the one given;
+    an exception becomes the error."""
     problem = problem or _PROBLEM
     t0 = time.perf_counter()
     try:
-        f = [float(v) for v in problem.evaluate(config)]
+        args = () if fidelity is None else (fidelity,)
+        f = [float(v) for v in problem.evaluate(config, *args)]
         if len(f) != len(problem.objectives) or not all(np.isfinite(f)):
             raise ValueError(f"objectives {f} are not {len(problem.objectives)} finite numbers")
         return f, time.perf_counter() - t0, None
@@ -41,8 +43,11 @@ class Executor(ABC):
         self.problem = problem
 
     @abstractmethod
-    def map(self, configs: Sequence[Config]) -> Iterator[tuple[Config, Result]]:
-        """(config, result) pairs in order of completion."""
+    def map(
+        self, configs: Sequence[Config], fidelity: int | None = None
+    ) -> Iterator[tuple[Config, Result]]:
+        """(config, result) pairs in order of completion; `fidelity`: the problem's level to
+        measure at (None: full)."""
 
     def close(self) -> None:  # noqa: B027 - nothing to release unless overridden
         """Release workers."""
@@ -69,12 +74,14 @@ class LocalExecutor(Executor):
             threads = max(1, (os.cpu_count() or 1) // workers)
             self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem, threads))
 
-    def map(self, configs):
+    def map(self, configs, fidelity=None):
         if self._pool is None:
             for c in configs:
-                yield c, measure(c, self.problem)
+                yield c, measure(c, self.problem, fidelity)
             return
-        running: dict[Future, Config] = {self._pool.submit(measure, c): c for c in configs}
+        running: dict[Future, Config] = {
+            self._pool.submit(measure, c, None, fidelity): c for c in configs
+        }
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -125,13 +132,13 @@ class RayExecutor(Executor):
         self._problem_ref = ray.put(problem)
         self._idle = [self._actor.remote(self._problem_ref) for _ in range(workers)]
 
-    def map(self, configs):
+    def map(self, configs, fidelity=None):
         ray = self._ray
         todo, running = list(configs), {}
         while todo or running:
             while todo and self._idle:
                 actor, c = self._idle.pop(), todo.pop(0)
-                running[actor.measure.remote(c)] = (actor, c)
+                running[actor.measure.remote(c, fidelity)] = (actor, c)
             done, _ = ray.wait(list(running), num_returns=1)
             actor, c = running.pop(done[0])
             try:
@@ -155,8 +162,8 @@ class _RayWorker:
     def __init__(self, problem: Problem):
         self.problem = problem
 
-    def measure(self, config: Config) -> Result:
-        return measure(config, self.problem)
+    def measure(self, config: Config, fidelity: int | None = None) -> Result:
+        return measure(config, self.problem, fidelity)
 
 
 def make_executor(problem: Problem, workers: int = 1, ray_address: str | None = None) -> Executor:

@@ -15,11 +15,14 @@ from frugal.search.space import Categorical, Config, Integer, SearchSpace
 
 
 class Problem(ABC):
-    """Base class: subclasses set `name`, `space`, `objectives` and implement evaluate."""
+    """Base class: subclasses set `name`, `space`, `objectives` and implement evaluate. A
+    problem with cheaper approximate measurements lists them in `fidelities` (ascending, the
+    last is full) and takes `evaluate(config, fidelity)`."""
 
     name: str = "problem"
     objectives: tuple[str, ...] = ()
     space: SearchSpace
+    fidelities: tuple[int, ...] | None = None
 
     @abstractmethod
     def evaluate(self, config: Config) -> list[float]:
@@ -108,7 +111,10 @@ class TableProblem(Problem):
         base: Problem,
         rows: list[dict],
         reference: list[float] | None = None,
+        partial: dict[int, dict[str, list[float]]] | None = None,
     ):
+        """`partial`: objectives at lower fidelities, {fidelity: {key: objectives}}; with it
+        the table's fidelities are those levels plus the base's full one."""
         self.name = f"{base.name}-table"
         self.objectives = tuple(base.objectives)
         ok = [r for r in rows if r.get("objectives") is not None]
@@ -117,12 +123,20 @@ class TableProblem(Problem):
         self.space = base.space.restrict([r["config"] for r in ok])
         self.table = {self.space.key(r["config"]): list(r["objectives"]) for r in ok}
         self._ref = reference or base.reference_point()
+        self.partial = partial or {}
+        if self.partial:
+            full = max(base.fidelities or [max(self.partial) + 1])
+            self.fidelities = (*sorted(self.partial), full)
 
-    def evaluate(self, config: Config) -> list[float]:
+    def evaluate(self, config: Config, fidelity: int | None = None) -> list[float]:
         key = self.space.key(config)
         if key not in self.table:
             raise ValueError(f"configuration not in the table: {key}")
-        return self.table[key]
+        if fidelity is None or fidelity == (self.fidelities or [None])[-1]:
+            return self.table[key]
+        if fidelity not in self.partial:
+            raise ValueError(f"fidelity {fidelity} is not one of {list(self.fidelities or [])}")
+        return self.partial[fidelity][key]
 
     def reference_point(self) -> list[float] | None:
         return self._ref

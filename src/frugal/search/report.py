@@ -4,6 +4,7 @@ measurement, a Pareto plot and a hypervolume-against-measurements plot."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +12,22 @@ import numpy as np
 from frugal.search.pareto import FrontTracker, pareto_mask
 
 
-def hv_curve(rows: list[dict], ref: list[float]) -> list[float]:
-    """Hypervolume of the measurements so far, after each one (failures add nothing)."""
+def hv_curve(
+    rows: list[dict], ref: list[float], limits: Sequence[float | None] | None = None
+) -> list[float]:
+    """Hypervolume of the feasible measurements so far, after each one (failures and points
+    past a limit add nothing)."""
     tracker, out = FrontTracker(np.array(ref)), []
     for r in rows:
-        if r["objectives"] is not None:
+        if r["objectives"] is not None and feasible(r["objectives"], limits):
             tracker.add(r["objectives"])
         out.append(tracker.hypervolume)
     return out
+
+
+def feasible(f: Sequence[float], limits: Sequence[float | None] | None) -> bool:
+    """Within every upper limit (None: no limit on that objective)."""
+    return limits is None or all(v is None or x <= v for x, v in zip(f, limits, strict=True))
 
 
 def measurements_to_reach(curve: list[float], target: float) -> int | None:

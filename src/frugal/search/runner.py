@@ -13,6 +13,7 @@ from frugal.search.algorithms import Algorithm
 from frugal.search.executors import Executor, LocalExecutor, measure
 from frugal.search.pareto import FrontTracker
 from frugal.search.problems import Problem
+from frugal.search.report import feasible
 from frugal.search.store import SearchStore
 
 STALL_ROUNDS = 20  # proposals in a row with nothing new before random samples fill in
@@ -20,8 +21,8 @@ STALL_ROUNDS = 20  # proposals in a row with nothing new before random samples f
 
 @dataclass
 class Progress:
-    measured: int
-    budget: int
+    measured: float  # measurements (full-measurement equivalents in a multi-fidelity run)
+    budget: float
     hypervolume: float | None
     failed: int
 
@@ -52,7 +53,8 @@ def run_search(
     """Measure up to `budget` configurations in total (earlier stored ones count); returns
     the store's rows. Measurements run on `executor` (default: `workers` local processes);
     each is stored as it completes, and the algorithm sees a round's results in the order it
-    proposed them, so the search does not depend on which worker finished first."""
+    proposed them, so the search does not depend on which worker finished first. The progress
+    hypervolume counts feasible points only (within `algorithm.limits`)."""
     if budget < 1:
         raise ValueError("budget must be >= 1")
     space = problem.space
@@ -64,6 +66,10 @@ def run_search(
     penalty = np.finfo(float).max / 10
     tracker: list[FrontTracker] = []  # made once the reference point is known
 
+    limits = algorithm.limits
+    if algorithm.reference is None:
+        algorithm.reference = problem.reference_point()
+
     def report(f: list[float] | None) -> None:
         if not on_progress:
             return
@@ -71,8 +77,9 @@ def run_search(
             seen = [g for _, g in history] + ([f] if f is not None else [])
             tracker.append(FrontTracker(np.array(reference_point(problem, store, np.array(seen)))))
             for _, g in history:
-                tracker[0].add(g)
-        if tracker and f is not None:
+                if feasible(g, limits):
+                    tracker[0].add(g)
+        if tracker and f is not None and feasible(f, limits):
             tracker[0].add(f)
         hv = tracker[0].hypervolume if tracker else None
         on_progress(Progress(len(store), budget, hv, failed))

@@ -1,7 +1,8 @@
 """A search's measurements in SQLite: one row per configuration (its canonical key, the
-config, objectives, seconds, error), committed the moment it completes. Reopening a search by
-name resumes it; a config already stored is never measured again; `kill -9` loses only the
-measurements in flight."""
+config, objectives, seconds, error), committed the moment it completes; measurements at a
+lower fidelity (fewer utterances) in a second table, so a multi-fidelity search keeps every
+level. Reopening a search by name resumes it; a config already stored is never measured
+again; `kill -9` loses only the measurements in flight."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS evals (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
     objectives TEXT, seconds REAL, error TEXT, round INTEGER, created REAL);
+CREATE TABLE IF NOT EXISTS partial (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, fidelity INTEGER NOT NULL,
+    config TEXT NOT NULL, objectives TEXT, seconds REAL, error TEXT, round INTEGER,
+    created REAL, UNIQUE (key, fidelity));
 """
 
 
@@ -45,6 +50,49 @@ class SearchStore(SQLiteFile):
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def add_partial(
+        self,
+        key: str,
+        fidelity: int,
+        config: dict,
+        objectives: list[float] | None,
+        seconds: float,
+        error: str | None = None,
+        round_: int = 0,
+    ) -> bool:
+        """Store one lower-fidelity measurement; False when (key, fidelity) is there."""
+        try:
+            with self.con:
+                self.con.execute(
+                    "INSERT INTO partial (key, fidelity, config, objectives, seconds, error,"
+                    " round, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, fidelity, json.dumps(config), _json_or_none(objectives), seconds,
+                     error, round_, time.time()),
+                )  # fmt: skip
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def partial_rows(self) -> list[dict]:
+        """Every lower-fidelity measurement in completion order."""
+        cur = self.con.execute(
+            "SELECT id, key, fidelity, config, objectives, seconds, error, round FROM partial"
+            " ORDER BY id"
+        )
+        return [
+            {
+                "id": i,
+                "key": k,
+                "fidelity": fi,
+                "config": json.loads(c),
+                "objectives": None if o is None else json.loads(o),
+                "seconds": s,
+                "error": e,
+                "round": r,
+            }
+            for i, k, fi, c, o, s, e, r in cur
+        ]
 
     def keys(self) -> set[str]:
         return {k for (k,) in self.con.execute("SELECT key FROM evals")}

@@ -1,6 +1,8 @@
 """Whisper search problems. The joint space: after which encoder layer frames are dropped and
-how many (§5), and the weight format of every encoder and decoder block (RTN); objectives WER
-(%) on a fixed subset of utterances and the blocks' weight storage (Mbit)."""
+how many (§5), and the weight format of every encoder and decoder block (RTN); objectives an
+accuracy on a fixed subset of utterances (WER in %, or the references' token NLL in nats per
+token: smooth, and cheap — one teacher-forced pass, no decoding) and the blocks' weight
+storage (Mbit). The NLL objective has fidelities: the first n utterances of the subset."""
 
 from __future__ import annotations
 
@@ -30,11 +32,15 @@ class WhisperJoint(Problem):
     max_tokens: int = 128  # caps decoding of broken configurations (they loop)
     formats: tuple[str, ...] = JOINT_FORMATS
     sparsities: tuple[float, ...] = JOINT_SPARSITIES
+    accuracy: str = "wer"  # "wer" (%) or "nll" (nats per reference token)
     name: str = "whisper-joint"
-    objectives: tuple[str, ...] = ("wer", "mbit")
+    objectives: tuple[str, ...] = field(init=False)
     space: SearchSpace = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.accuracy not in ("wer", "nll"):
+            raise ValueError(f"unknown accuracy {self.accuracy!r}; choose wer or nll")
+        self.objectives = (self.accuracy, "mbit")
         cfg = self._asr().config
         self.enc_layers, self.dec_layers = cfg.encoder_layers, cfg.decoder_layers
         params = [
@@ -63,15 +69,28 @@ class WhisperJoint(Problem):
             self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
         return self._cache_utts
 
+    @property
+    def fidelities(self) -> tuple[int, ...] | None:
+        """Utterance counts a measurement may use (NLL only; the last is the full subset)."""
+        if self.accuracy != "nll":
+            return None
+        n = self.utterances
+        return tuple(sorted({max(1, n // 4), max(1, n // 2), n}))
+
     def reference_point(self) -> list[float]:
-        """WER 100% and 1.1 × the blocks' storage in bf16 (Mbit)."""
+        """WER 100% (or NLL ln |vocabulary|, a uniform guess) and 1.1 × the blocks' storage in
+        bf16 (Mbit)."""
+        import math
+
         from frugal.nn.surgery import matching_linears
 
-        model = self._asr().model
+        asr = self._asr()
+        model = asr.model
         names = [n for stack in ("encoder", "decoder")
                  for n in matching_linears(model, f"model.{stack}.layers.*")]  # fmt: skip
         elements = sum(model.get_submodule(n).weight.numel() for n in names)
-        return [100.0, 1.1 * 16 * elements / 1e6]
+        worst = 100.0 if self.accuracy == "wer" else math.log(asr.config.vocab_size)
+        return [worst, 1.1 * 16 * elements / 1e6]
 
     def quant_config(self, config: Config):
         from frugal.nn import QuantConfig, QuantRule
@@ -82,13 +101,12 @@ class WhisperJoint(Problem):
                   for i in range(self.dec_layers)]  # fmt: skip
         return QuantConfig(rules)
 
-    def evaluate(self, config: Config) -> list[float]:
+    def build(self, config: Config):
+        """(the quantized ASR, its encoder function or None for dense, storage in Mbit)."""
         import dataclasses
 
         from frugal.nn import rtn_weights
         from frugal.sparsify import SparsifyConfig, sparse_encoder
-        from frugal.tasks.asr.metrics import wer
-        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
 
         self.space.check(config)
         asr = self._asr()
@@ -102,9 +120,54 @@ class WhisperJoint(Problem):
                 config["sparsify_layer"], config["sparsity"], rule="frames", guard=False
             )
             encoder = sparse_encoder(setting)
+        return dataclasses.replace(asr, model=model), encoder, mbit
+
+    def nll_terms(self, config: Config, n: int | None = None) -> tuple[list[list[float]], float]:
+        """Per utterance of the first `n`: [summed reference NLL (nats), tokens]; and Mbit."""
+        import torch
+
+        from frugal.tasks.asr.metrics import token_nll
+        from frugal.tasks.asr.transcribe import dense_encoder
+
+        asr, encoder, mbit = self.build(config)
+        encoder = encoder or dense_encoder
+        feats, texts = self._features()
+        n = len(texts) if n is None else n
+        prompt = asr.prompt_ids(None if not asr.multilingual else "en")
+        terms = []
+        with torch.inference_mode():
+            for i in range(0, n, 8):
+                enc = encoder(asr, feats[i : min(n, i + 8)])
+                chunk = texts[i : min(n, i + 8)]
+                terms += [list(t) for t in token_nll(asr, enc, chunk, [prompt] * len(chunk))]
+        return terms, mbit
+
+    def _features(self):
+        """Log-mel features and references of the subset, computed once."""
+        if getattr(self, "_cache_feats", None) is None:
+            from frugal.tasks.asr.transcribe import Transcriber
+
+            utts = self._utterances()
+            feats = Transcriber(self._asr()).features([u.load() for u in utts])
+            self._cache_feats = (feats, [u.text for u in utts])
+        return self._cache_feats
+
+    def evaluate(self, config: Config, fidelity: int | None = None) -> list[float]:
+        """[accuracy, Mbit]; `fidelity` (NLL only): the first that many utterances."""
+        from frugal.tasks.asr.metrics import wer
+        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
+
+        if self.accuracy == "nll":
+            if fidelity is not None and fidelity not in self.fidelities:
+                raise ValueError(f"fidelity {fidelity} is not one of {list(self.fidelities)}")
+            terms, mbit = self.nll_terms(config, fidelity)
+            return [sum(t[0] for t in terms) / sum(t[1] for t in terms), mbit]
+        if fidelity is not None:
+            raise ValueError("the WER objective has no fidelities (use accuracy='nll')")
+        asr, encoder, mbit = self.build(config)
         utts = self._utterances()
         opts = DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens)
-        tr = Transcriber(dataclasses.replace(asr, model=model), opts, encoder=encoder)
+        tr = Transcriber(asr, opts, encoder=encoder)
         hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
         return [wer([u.text for u in utts], hyps).wer, mbit]
 

@@ -1,0 +1,158 @@
+"""Multi-fidelity search by successive halving (as multi-objective ASHA does, synchronously):
+each round the algorithm proposes `batch · eta^(R−1)` configurations, all are measured at the
+lowest fidelity (e.g. the first 6 utterances), the best 1/eta by non-dominated rank and
+crowding move up a rung, and the last rung is a full measurement. Every fidelity is stored
+(lower ones in the store's `partial` table); the budget counts full-measurement equivalents
+(a measurement at fidelity f costs f / full), and the hypervolume is over full ones only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from frugal.search.algorithms import Algorithm, _front_order
+from frugal.search.executors import Executor, LocalExecutor
+from frugal.search.pareto import FrontTracker
+from frugal.search.problems import Problem
+from frugal.search.report import feasible
+from frugal.search.runner import STALL_ROUNDS, Progress, reference_point
+from frugal.search.store import SearchStore
+
+
+@dataclass
+class Halving:
+    """eta: the fraction 1/eta of a rung moves up; rungs: the fidelities used (a subset of
+    the problem's, ending with the full one; default all of them)."""
+
+    eta: int = 3
+    rungs: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def resolve(self, problem: Problem) -> tuple[int, ...]:
+        """The rungs for `problem`, checked (one-line errors)."""
+        if self.eta < 2:
+            raise ValueError("eta must be >= 2")
+        levels = problem.fidelities
+        if not levels:
+            raise ValueError(f"problem {problem.name!r} has no fidelities to halve over")
+        rungs = tuple(self.rungs or levels)
+        if any(r not in levels for r in rungs) or list(rungs) != sorted(set(rungs)):
+            raise ValueError(f"rungs {list(rungs)} must be ascending fidelities of {list(levels)}")
+        if rungs[-1] != levels[-1]:
+            raise ValueError(f"the last rung must be the full fidelity {levels[-1]}")
+        return rungs
+
+
+def spent(store: SearchStore, full: int) -> float:
+    """Full-measurement equivalents stored: full rows plus partial ones at fidelity / full."""
+    return len(store) + sum(r["fidelity"] / full for r in store.partial_rows())
+
+
+def run_halving(
+    problem: Problem,
+    algorithm: Algorithm,
+    budget: float,
+    store: SearchStore,
+    halving: Halving | None = None,
+    workers: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    executor: Executor | None = None,
+) -> list[dict]:
+    """Successive halving until `budget` full-measurement equivalents are spent (stored ones
+    count; a stored measurement at any rung is reused, never repeated). The algorithm must
+    propose any number of configurations on request (random, LINAS)."""
+    if algorithm.name not in ("random", "linas"):
+        raise ValueError(f"multi-fidelity search runs random or linas, not {algorithm.name}")
+    if budget <= 0:
+        raise ValueError("budget must be > 0")
+    halving = halving or Halving()
+    rungs = halving.resolve(problem)
+    space, full = problem.space, rungs[-1]
+    rows = store.rows()
+    history = [(r["config"], r["objectives"]) for r in rows if r["objectives"] is not None]
+    known = {(r["key"], r["fidelity"]): r["objectives"] for r in store.partial_rows()}
+    cost = spent(store, full)
+    failed = sum(r["objectives"] is None for r in rows)
+    round_ = max((r["round"] for r in rows), default=0)
+    if algorithm.reference is None:
+        algorithm.reference = problem.reference_point()
+    front: dict = {"tracker": None, "counted": 0}  # full measurements seen by the tracker
+
+    def report() -> None:
+        if not on_progress:
+            return
+        if front["tracker"] is None and history:
+            F = np.array([f for _, f in history])
+            front["tracker"] = FrontTracker(np.array(reference_point(problem, store, F)))
+        tracker = front["tracker"]
+        if tracker is not None:
+            for _, f in history[front["counted"] :]:
+                if feasible(f, algorithm.limits):
+                    tracker.add(f)
+            front["counted"] = len(history)
+        hv = tracker.hypervolume if tracker is not None else None
+        on_progress(Progress(cost, budget, hv, failed))
+
+    def measure_at(configs: list, fidelity: int) -> None:
+        nonlocal cost, failed
+        share = fidelity / full
+        todo = configs[: max(0, math.floor((budget - cost) / share + 1e-9))]
+        for c, (f, secs, err) in executor.map(todo, None if fidelity == full else fidelity):
+            k = space.key(c)
+            cost += share
+            if fidelity == full:
+                store.add(k, c, f, secs, err, round_)
+                failed += f is None
+                if f is not None:
+                    history.append((c, f))
+            else:
+                store.add_partial(k, fidelity, c, f, secs, err, round_)
+                known[(k, fidelity)] = f
+            report()
+
+    own = executor is None
+    executor = executor or LocalExecutor(problem, workers)
+    stalls = 0
+    try:
+        while cost + rungs[0] / full <= budget + 1e-9:
+            width = algorithm.batch * halving.eta ** (len(rungs) - 1)
+            keys = store.keys()
+            saved, algorithm.batch = algorithm.batch, width
+            try:
+                proposed = algorithm.propose(history)
+            finally:
+                algorithm.batch = saved
+            cohort = list({space.key(c): c for c in proposed
+                           if space.key(c) not in keys and space.is_valid(c)}.values())  # fmt: skip
+            stalls = 0 if cohort else stalls + 1
+            if stalls >= STALL_ROUNDS:
+                cohort = space.sample(width, algorithm.rng, keys)
+                if not cohort:
+                    break
+                stalls = 0
+            if not cohort:
+                continue
+            round_ += 1
+            for fidelity in rungs[:-1]:
+                measure_at([c for c in cohort if (space.key(c), fidelity) not in known], fidelity)
+                scored = [c for c in cohort if known.get((space.key(c), fidelity)) is not None]
+                if not scored:
+                    cohort = []
+                    break
+                F = np.array([known[(space.key(c), fidelity)] for c in scored], float)
+                keep = max(1, math.ceil(len(cohort) / halving.eta))
+                order = _front_order(F, algorithm.violations(F))[:keep]
+                cohort = [scored[i] for i in order]
+            measure_at(cohort, full)
+    finally:
+        if own:
+            executor.close()
+    return store.rows()
+
+
+__all__ = ["Halving", "run_halving", "spent"]
