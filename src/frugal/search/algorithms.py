@@ -210,16 +210,12 @@ class LINAS(Algorithm):
         self._round = 0
 
     def _fit(self, X: np.ndarray, F: np.ndarray) -> list:
+        """One fitted surrogate per objective; `chosen` records what each turned out to be."""
         from frugal.search.surrogates import KINDS, Surrogate
 
-        if self.predictor in KINDS:
-            models = [
-                Surrogate(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)
-            ]
-            self.chosen = [self.predictor] * self.n_obj
-            return models
-        models = [Predictor(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)]
-        self.chosen = [m.chosen_ for m in models]
+        kind = Surrogate if self.predictor in KINDS else Predictor
+        models = [kind(self.predictor, self.seed).fit(X, F[:, j]) for j in range(self.n_obj)]
+        self.chosen = [getattr(m, "chosen_", self.predictor) for m in models]
         return models
 
     def propose(self, history: History) -> list[Config]:
@@ -241,13 +237,16 @@ class LINAS(Algorithm):
             out += self.space.sample(self.batch - len(out), self.rng, keys)
         return out
 
-    def _predict(self, models: list, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means and standard deviations (0 for point predictors), candidates × objectives."""
-        pairs = [m.predict(X, return_std=True) for m in models]
-        return np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
+    @staticmethod
+    def _means(models: list, X: np.ndarray) -> np.ndarray:
+        """Predicted objectives, candidates × objectives."""
+        return np.stack([m.predict(X) for m in models], axis=1)
 
     def _by_ehvi(self, cands: list[Config], models: list, front: np.ndarray) -> list[Config]:
-        mean, std = self._predict(models, self.space.encode(cands, self.encoding))
+        pairs = [m.predict(self.space.encode(cands, self.encoding), return_std=True)
+                 for m in models]  # fmt: skip
+        mean = np.stack([p[0] for p in pairs], axis=1)
+        std = np.stack([p[1] for p in pairs], axis=1)  # 0 for point predictors
         ref = self.reference
         if ref is None:  # 10% beyond the worst of what is known
             allF = np.vstack([front, mean]) if len(front) else mean
@@ -263,7 +262,7 @@ class LINAS(Algorithm):
         exact optimum of the inner search)."""
         if self.space.candidates is not None:
             X = self.space.encode(self.space.candidates, self.encoding)
-            F = self._predict(models, X)[0]
+            F = self._means(models, X)
             return [self.space.candidates[i] for i in _front_order(F, self.violations(F))]
         from pymoo.core.problem import Problem as PymooProblem
         from pymoo.optimize import minimize
@@ -279,7 +278,7 @@ class LINAS(Algorithm):
 
             def _evaluate(self, x, out, *args, **kwargs):
                 x = np.clip(np.asarray(x).round(), xl, xu).astype(int)
-                F = algo._predict(models, space.encode_indices(x, enc))[0]
+                F = algo._means(models, space.encode_indices(x, enc))
                 if space.constraints:
                     bad = np.array([not space.is_valid(space.from_indices(r)) for r in x])
                     F[bad] = np.finfo(float).max / 10

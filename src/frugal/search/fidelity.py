@@ -115,40 +115,48 @@ def run_halving(
                 known[(k, fidelity)] = f
             report()
 
+    def planned(width: int) -> float:
+        """What a round of `width` costs if nothing in it is known yet."""
+        return sum(math.ceil(width / halving.eta**i) * f / full for i, f in enumerate(rungs))
+
     own = executor is None
     executor = executor or LocalExecutor(problem, workers)
     stalls = 0
     try:
-        while cost + rungs[0] / full <= budget + 1e-9:
+        while planned(1) <= budget - cost + 1e-9:
             width = algorithm.batch * halving.eta ** (len(rungs) - 1)
+            while planned(width) > budget - cost + 1e-9:
+                width -= 1  # the budget's end: a narrower round that still ends in full ones
             keys = store.keys()
-            saved, algorithm.batch = algorithm.batch, width
-            try:
-                proposed = algorithm.propose(history)
-            finally:
-                algorithm.batch = saved
-            cohort = list({space.key(c): c for c in proposed
-                           if space.key(c) not in keys and space.is_valid(c)}.values())  # fmt: skip
-            stalls = 0 if cohort else stalls + 1
-            if stalls >= STALL_ROUNDS:
-                cohort = space.sample(width, algorithm.rng, keys)
-                if not cohort:
-                    break
-                stalls = 0
-            if not cohort:
-                continue
-            round_ += 1
-            for fidelity in rungs[:-1]:
-                measure_at([c for c in cohort if (space.key(c), fidelity) not in known], fidelity)
-                scored = [c for c in cohort if known.get((space.key(c), fidelity)) is not None]
-                if not scored:
-                    cohort = []
-                    break
-                F = np.array([known[(space.key(c), fidelity)] for c in scored], float)
-                keep = max(1, math.ceil(len(cohort) / halving.eta))
-                order = _front_order(F, algorithm.violations(F))[:keep]
-                cohort = [scored[i] for i in order]
-            measure_at(cohort, full)
+            if stalls >= STALL_ROUNDS:  # the algorithm only repeats itself: fresh random ones
+                tried = keys | {k for k, f in known if f == rungs[0]}
+                proposed = space.sample(width, algorithm.rng, tried)
+                if not proposed:
+                    break  # every valid configuration is measured
+            else:
+                saved, algorithm.batch = algorithm.batch, width
+                try:
+                    proposed = algorithm.propose(history)
+                finally:
+                    algorithm.batch = saved
+            fresh = {space.key(c): c for c in proposed
+                     if space.key(c) not in keys and space.is_valid(c)}  # fmt: skip
+            cohort = list(fresh.values())[:width]
+            before = cost
+            if cohort:
+                round_ += 1
+                for fidelity in rungs[:-1]:
+                    todo = [c for c in cohort if (space.key(c), fidelity) not in known]
+                    measure_at(todo, fidelity)
+                    scored = [c for c in cohort if known.get((space.key(c), fidelity)) is not None]
+                    if not scored:
+                        cohort = []
+                        break
+                    F = np.array([known[(space.key(c), fidelity)] for c in scored], float)
+                    keep = max(1, math.ceil(len(cohort) / halving.eta))
+                    cohort = [scored[i] for i in _front_order(F, algorithm.violations(F))[:keep]]
+                measure_at(cohort, full)
+            stalls = 0 if cost > before else stalls + 1
     finally:
         if own:
             executor.close()

@@ -39,17 +39,7 @@ class SearchStore(SQLiteFile):
         round_: int = 0,
     ) -> bool:
         """Store one measurement; False (and nothing written) when the key is already there."""
-        try:
-            with self.con:
-                self.con.execute(
-                    "INSERT INTO evals (key, config, objectives, seconds, error, round, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, json.dumps(config), _json_or_none(objectives), seconds, error, round_,
-                     time.time()),
-                )  # fmt: skip
-        except sqlite3.IntegrityError:
-            return False
-        return True
+        return self._insert("evals", {"key": key}, config, objectives, seconds, error, round_)
 
     def add_partial(
         self,
@@ -62,14 +52,17 @@ class SearchStore(SQLiteFile):
         round_: int = 0,
     ) -> bool:
         """Store one lower-fidelity measurement; False when (key, fidelity) is there."""
+        ident = {"key": key, "fidelity": fidelity}
+        return self._insert("partial", ident, config, objectives, seconds, error, round_)
+
+    def _insert(self, table, ident, config, objectives, seconds, error, round_) -> bool:
+        row = ident | {"config": json.dumps(config), "objectives": _json_or_none(objectives),
+                       "seconds": seconds, "error": error, "round": round_,
+                       "created": time.time()}  # fmt: skip
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
         try:
             with self.con:
-                self.con.execute(
-                    "INSERT INTO partial (key, fidelity, config, objectives, seconds, error,"
-                    " round, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, fidelity, json.dumps(config), _json_or_none(objectives), seconds,
-                     error, round_, time.time()),
-                )  # fmt: skip
+                self.con.execute(sql, tuple(row.values()))
         except sqlite3.IntegrityError:
             return False
         return True
@@ -114,6 +107,10 @@ class SearchStore(SQLiteFile):
             }
             for i, k, c, o, s, e, r in cur
         ]
+
+    def __contains__(self, key: str) -> bool:
+        """Whether a full measurement of `key` is stored (read now, not cached)."""
+        return self.con.execute("SELECT 1 FROM evals WHERE key=?", (key,)).fetchone() is not None
 
     def __len__(self) -> int:
         return self.con.execute("SELECT count(*) FROM evals").fetchone()[0]
