@@ -290,7 +290,12 @@ def whisper_nll_table(path: Path = NLL_POOL) -> TableProblem:
         for r in rows:
             t = np.array(terms[r["key"]][:n])
             partial[n][r["key"]] = [float(t[:, 0].sum() / t[:, 1].sum()), r["objectives"][1]]
-    t = TableProblem(base, rows, partial=partial)
+    # reference: 10% of the sample's NLL range beyond its worst, and 1.1 × the largest Mbit
+    # (the sample's all-bf16 configuration: the WER sample's point)
+    F = np.array([r["objectives"] for r in rows])
+    worst, best = F.max(axis=0), F.min(axis=0)
+    ref = [float(worst[0] + 0.1 * (worst[0] - best[0])), float(1.1 * worst[1])]
+    t = TableProblem(base, rows, reference=ref, partial=partial)
     t.name = "whisper-joint-nll"
     return t
 
@@ -324,6 +329,34 @@ def run_dynast(python: str, pname: str, seed: int, budget: int, population: int)
     tracker, best = _tracker(problem)
     trace = [(i + 1, tracker.add(f) / best) for i, f in enumerate(F)]
     return _scored(trace, budget, time.perf_counter() - t0)
+
+
+def measurement_costs(n: int = 6) -> dict:
+    """CPU seconds (1 thread, process time) of one measurement of each Whisper objective on the
+    same `n` configurations of the sample: WER on 8 utterances against NLL on 24 and on the
+    NLL fidelities. Run it alone; process time still moves with what else runs."""
+    import torch
+
+    from frugal.search.whisper_problems import WhisperJoint
+
+    torch.set_num_threads(1)
+    with SearchStore(POOL) as store:
+        rows = store.rows()
+    configs = [rows[i]["config"] for i in np.linspace(0, len(rows) - 1, n).astype(int)]
+    wer, nll = WhisperJoint(**POOL_PROBLEM), WhisperJoint(**NLL_PROBLEM)
+    wer.evaluate(configs[0]), nll.evaluate(configs[0])  # models, features and caches loaded
+    out = {}
+    for name, p, fid in [("wer, 8 utterances", wer, None)] + [
+        (f"nll, {f} utterances", nll, f) for f in nll.fidelities
+    ]:
+        cpu = []
+        for c in configs:
+            t0 = time.process_time()
+            p.evaluate(c) if fid is None else p.evaluate(c, fid)
+            cpu.append(time.process_time() - t0)
+        out[name] = {"mean": float(np.mean(cpu)), "each": cpu}
+        print(f"{name}: {np.mean(cpu):.2f} CPU s per measurement", flush=True)
+    return out
 
 
 def pool_report() -> str:
@@ -448,6 +481,9 @@ def main() -> None:
     ap.add_argument("--algorithms", default=",".join(VARIANTS))
     ap.add_argument("--out", type=Path, default=Path("results/bench_search.json"))
     ap.add_argument("--resume", action="store_true", help="keep runs already in --out")
+    ap.add_argument(
+        "--merge", nargs="+", type=Path, help="report the runs of these result files; run nothing"
+    )
     ap.add_argument("--dynast-python", help="a Python with dynast 1.6 (see dynast_linas.py)")
     ap.add_argument("--dynast-budget", type=int, default=300)
     ap.add_argument("--dynast-population", type=int, default=50, help="DyNAS-T's default: 50")
@@ -461,6 +497,9 @@ def main() -> None:
     results: dict = {"runs": {}, "wer_view": {}}
     if args.resume and args.out.exists():
         results |= json.loads(args.out.read_text())
+    for part in args.merge or []:  # runs of separate invocations (e.g. beside each other)
+        for field in ("runs", "wer_view"):
+            results[field] |= json.loads(part.read_text()).get(field, {})
     results |= {"args": vars(args) | {"out": str(args.out)}, "machine": platform.platform()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dyn = {}
@@ -475,7 +514,7 @@ def main() -> None:
                               for s in range(args.seeds)]  # fmt: skip
     for pname in problems:
         p = makers[pname]()
-        for alg in algorithms:
+        for alg in [] if args.merge else algorithms:
             key = f"{pname}/{alg}"
             if alg.endswith("-sh") and not p.fidelities:
                 continue
@@ -494,7 +533,7 @@ def main() -> None:
             print(f"{pname:18s} dynast  done ({sum(r['seconds'] for r in runs):.0f} s)", flush=True)
         if pname == "whisper-joint-nll":
             wer = whisper_table()
-            for alg in algorithms:
+            for alg in VARIANTS:
                 if not alg.endswith("-sh") and f"{pname}/{alg}" in results["runs"]:
                     results["wer_view"][f"{pname}/{alg}"] = [
                         wer_view(r["keys"], wer) for r in results["runs"][f"{pname}/{alg}"]
@@ -535,5 +574,9 @@ if __name__ == "__main__":
         whisper_nll_pool(reverse=sys.argv[2:3] == ["--reverse"])
     elif sys.argv[1:2] == ["--pools"]:
         print(pool_report())
+    elif sys.argv[1:2] == ["--costs"]:
+        out = Path(sys.argv[2] if len(sys.argv) > 2 else "results/search_costs.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(measurement_costs(), indent=1))
     else:
         main()
