@@ -74,6 +74,7 @@ BUDGETS = {
     "whisper-joint-nll": dict.fromkeys(VARIANTS, 400) | {"optuna-gp": 100},
 }
 MODEL_BUDGET = 300  # LINAS variants where BUDGETS names none
+MAX_TRIALS = 1500  # an Optuna study also stops here (on a sample its proposals often repeat)
 HALVING = {"eta": 3, "rungs": (6, 24)}
 
 
@@ -158,7 +159,7 @@ def run_optuna(problem, name: str, seed: int, budget: int) -> dict:
     def stop(study, trial) -> None:
         if len(seen) >= budget or (trace and trace[-1][1] >= max(LEVELS)):
             study.stop()
-        if len(study.trials) >= 20 * budget:  # the sampler only repeats itself
+        if len(study.trials) >= MAX_TRIALS:  # the sampler mostly repeats itself
             study.stop()
 
     study = optuna.create_study(
@@ -369,7 +370,7 @@ def pool_report() -> str:
     from frugal.search.surrogates import Predictor, Surrogate
 
     lines = [
-        "| sample | accuracy objective | s per measurement | surrogate | CV R² | CV Spearman |",
+        "| sample | accuracy objective | wall s per measurement ¹ | surrogate | CV R² | CV ρ |",
         "|---|---|---|---|---|---|",
     ]
     fid = []
@@ -399,6 +400,7 @@ def pool_report() -> str:
                 low = np.array([t.partial[n][t.space.key(c)][0] for c in configs])
                 fid.append(f"| {n} of {t.fidelities[-1]} utterances | "
                            f"{spearmanr(low, y).statistic:.3f} |")  # fmt: skip
+    lines += ["", "¹ while the sample was built, on a shared machine: not a cost (see --costs)"]
     lines += ["", "| lower fidelity | Spearman with the full NLL |", "|---|---|", *fid]
     return "\n".join(lines)
 
@@ -500,7 +502,8 @@ def main() -> None:
     for part in args.merge or []:  # runs of separate invocations (e.g. beside each other)
         for field in ("runs", "wer_view"):
             results[field] |= json.loads(part.read_text()).get(field, {})
-    results |= {"args": vars(args) | {"out": str(args.out)}, "machine": platform.platform()}
+    given = {"out": str(args.out), "merge": [str(p) for p in args.merge or []]}
+    results |= {"args": vars(args) | given, "machine": platform.platform()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     dyn = {}
     if args.dynast_python:
