@@ -30,14 +30,6 @@ def feasible(f: Sequence[float], limits: Sequence[float | None] | None) -> bool:
     return limits is None or all(v is None or x <= v for x, v in zip(f, limits, strict=True))
 
 
-def measurements_to_reach(curve: list[float], target: float) -> int | None:
-    """Measurements needed for the curve to reach `target` (None: never)."""
-    for i, v in enumerate(curve):
-        if v >= target:
-            return i + 1
-    return None
-
-
 def write_csv(rows: list[dict], objectives: tuple[str, ...], path: Path) -> Path:
     params = sorted({k for r in rows for k in r["config"]})
     with path.open("w", newline="") as f:
@@ -55,9 +47,15 @@ def write_csv(rows: list[dict], objectives: tuple[str, ...], path: Path) -> Path
 
 
 def plot_search(
-    rows: list[dict], objectives: tuple[str, ...], ref: list[float], folder: Path, title: str
+    rows: list[dict],
+    objectives: tuple[str, ...],
+    ref: list[float],
+    folder: Path,
+    title: str,
+    limits: Sequence[float | None] | None = None,
 ) -> list[Path]:
-    """pareto.png (first two objectives; front highlighted) and hypervolume.png."""
+    """pareto.png (first two objectives; front highlighted) and hypervolume.png (feasible
+    points only, with `limits`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +79,7 @@ def plot_search(
         plt.close(fig)
         paths.append(folder / "pareto.png")
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(range(1, len(rows) + 1), hv_curve(rows, ref))
+    ax.plot(range(1, len(rows) + 1), hv_curve(rows, ref, limits))
     ax.set_xlabel("measurements")
     ax.set_ylabel("hypervolume")
     ax.set_title(title, fontsize=9)
@@ -132,4 +130,4 @@ def plot_hv_comparison(
     return path
 
 
-__all__ = ["hv_curve", "measurements_to_reach", "plot_hv_comparison", "plot_search", "write_csv"]
+__all__ = ["feasible", "hv_curve", "plot_hv_comparison", "plot_search", "write_csv"]

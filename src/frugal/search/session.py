@@ -143,7 +143,7 @@ def run_named(
     paths = [write_csv(rows, problem.objectives, out / "measurements.csv")]
     if ref is not None:
         title = f"{cfg.problem}: {cfg.algorithm}, {len(rows)} measurements"
-        paths += plot_search(rows, problem.objectives, ref, out, title)
+        paths += plot_search(rows, problem.objectives, ref, out, title, limits)
     return {
         "folder": out,
         "files": paths,
