@@ -41,6 +41,7 @@ from frugal.search.pareto import FrontTracker, hypervolume
 from frugal.search.problems import DiscreteZDT1, MixedPrecision, TableProblem
 from frugal.search.report import plot_hv_comparison
 from frugal.search.runner import measure, run_search
+from frugal.search.space import Integer
 from frugal.search.store import SearchStore
 
 LEVELS = (0.95, 0.99)
@@ -142,7 +143,7 @@ def run_optuna(problem, name: str, seed: int, budget: int) -> dict:
     def objective(trial):
         config = {}
         for p in space.params:
-            if hasattr(p, "low"):
+            if isinstance(p, Integer):
                 config[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step)
             else:
                 config[p.name] = trial.suggest_categorical(p.name, list(p.values))
