@@ -118,3 +118,22 @@ def test_eval_where_every_row_fails_prints_an_empty_table(tmp_path):
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit | None)  # no crash
     assert "missing.wav" in res.stderr and "bad.wav" in res.stderr
     assert "WER %" in res.stdout and "—" in res.stdout
+
+
+def test_sparsify_option_on_transcribe_and_eval(builtin, tmp_path):
+    """--sparsify reaches the encoder: a mild setting keeps the words, the eval record holds
+    the guard's counts, and bad settings are one-line errors before any work."""
+    wav = str(builtin[0].audio_path)
+    res = runner.invoke(app, ["transcribe", wav, "--sparsify", "layer=1,sparsity=0.1"])
+    assert res.exit_code == 0, res.output
+    assert sum(word_errors(builtin[0].text, res.stdout)[:3]) <= 1
+    out = tmp_path / "r.json"
+    spec = "layer=1,sparsity=0.3,guard=on"
+    args = ["eval", "--limit", "2", "--warmup", "0", "--sparsify", spec, "--out", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "loop guard:" in res.stdout and json.loads(out.read_text())["summary"]["windows"] == 2
+    res = runner.invoke(app, ["transcribe", wav, "--sparsify", "layer=1,speed=2"])
+    assert res.exit_code == 2 and "unknown sparsify setting 'speed'" in res.stderr
+    res = runner.invoke(app, ["eval", "--limit", "1", "--sparsify", "layer=9,sparsity=0.5"])
+    assert res.exit_code == 2 and "encoder layers" in res.stderr

@@ -6,10 +6,10 @@ from frugal.formats import IntFormat, get_format
 
 def test_int4_per_tensor_hand_worked():
     x = torch.tensor([-1.0, -0.5, 0.0, 0.3, 0.7, 0.98])
-    # scale = 1/7 (fp16: 0.142822265625); grid values k * scale
+    # scale = absmax / 7 = 1/7, stored in fp16 as 0.142822265625; x / scale rounds to
+    # -7.0017 → -7, -3.5009 → -4, 0, 2.1005 → 2, 4.9012 → 5, 6.8617 → 7 (worked by hand)
     q = get_format("int4").quantize(x)
-    s = torch.tensor(1 / 7).half().float()
-    expected = torch.round(x / s).clamp(-8, 7) * s
+    expected = torch.tensor([-7.0, -4.0, 0.0, 2.0, 5.0, 7.0]) * 0.142822265625
     assert torch.equal(q, expected)
     assert torch.equal(q[2], torch.tensor(0.0))
 

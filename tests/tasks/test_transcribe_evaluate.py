@@ -1,8 +1,10 @@
+import copy
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 import frugal
 from frugal.data import SpeechDataset, Utterance
@@ -68,10 +70,19 @@ def test_evaluate_scores_and_keeps_going_after_bad_files(tiny_en, builtin, tmp_p
         assert t["total_ms"] == pytest.approx(t["features_ms"] + t["encoder_ms"] + t["decoder_ms"])
     assert lat["total_ms"]["median"] >= lat["encoder_ms"]["median"]
     saved = json.loads(result.to_json(tmp_path / "r.json").read_text())
-    assert saved["versions"]["torch"].startswith("2.13") and saved["options"]["method"] == "lean"
+    assert saved["versions"]["torch"] == torch.__version__ and saved["options"]["method"] == "lean"
     assert len(saved["rows"]) == 5
-    cmp = result.compare(result)
-    assert cmp["wer_delta_pt"] == 0 and cmp["speedup_e2e"] == pytest.approx(1.0)
+    # a system one word worse on each utterance and twice as slow: +3 errors over the
+    # references' words, half the speed
+    worse = copy.deepcopy(result)
+    for row in worse.ok_rows:
+        row.word_errors += 1
+        row.timings_ms = {k: 2 * v for k, v in row.timings_ms.items()}
+    words = sum(r.reference_words for r in result.ok_rows)
+    cmp = worse.compare(result)
+    assert cmp["wer_delta_pt"] == pytest.approx(100 * 3 / words)
+    assert cmp["speedup_e2e"] == pytest.approx(0.5)
+    assert cmp["baseline_wer_pct"] == pytest.approx(s["wer_pct"])
 
 
 def test_nll_prefers_the_right_transcript(tiny_en, builtin):
