@@ -19,8 +19,8 @@ import torch
 
 import frugal
 from frugal.models.registry import CHECKPOINTS
+from frugal.provenance import versions
 from frugal.tasks.asr import DecodeOptions, Transcriber
-from frugal.tasks.asr.evaluate import versions
 from frugal.tasks.asr.metrics import wer
 
 

@@ -157,9 +157,8 @@ def worker_whisper(args) -> dict:
     from frugal.data import builtin_speech
     from frugal.models import load_whisper
     from frugal.nn import QuantConfig
-    from frugal.quantize import WHISPER_BLOCKS
     from frugal.quantize.sequential import gptq_model
-    from frugal.tasks.asr.calibration import WHISPER_STACKS, teacher_batches
+    from frugal.tasks.asr.calibration import WHISPER_BLOCKS, WHISPER_STACKS, teacher_batches
 
     torch.set_num_threads(args.threads)
     asr = load_whisper(args.whisper)

@@ -40,7 +40,7 @@ from frugal.provenance import versions
 from frugal.tasks.asr import DecodeOptions, Transcriber
 from frugal.tasks.asr.calibration import split_calibration
 from frugal.tasks.asr.metrics import word_errors
-from frugal.tasks.asr.quantize import quantize_whisper
+from frugal.tasks.asr.quantize import quantize_whisper, save_quantized
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fw_worker import fw_process
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
             asr = frugal.load(args.model)
             t = time.perf_counter()
             quantize_whisper(asr, fmt, method, list(calib), vocab_format=vocab)
-            frugal.quantize.save_quantized(asr, folder)
+            save_quantized(asr, folder)
             print(f"{name}: quantized in {time.perf_counter() - t:.0f} s -> {folder}", flush=True)
         folders[name] = folder
         models[name] = frugal.load(folder)

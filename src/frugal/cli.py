@@ -351,9 +351,9 @@ def quantize(
     """Weights-only quantization (RTN, GPTQ or QAT); `frugal eval --model OUT` loads it."""
     from frugal.data import load_dataset
     from frugal.formats import UnknownFormatError
-    from frugal.quantize import GPTQConfig, QATConfig, check_method, save_quantized
+    from frugal.quantize import GPTQConfig, QATConfig, check_method
     from frugal.tasks.asr.calibration import split_calibration
-    from frugal.tasks.asr.quantize import quantize_whisper
+    from frugal.tasks.asr.quantize import quantize_whisper, save_quantized
 
     _threads(threads)
     calib = []
@@ -1019,7 +1019,7 @@ def sparsify_search(
             )
         except KeyboardInterrupt:
             err.print(
-                f"interrupted: measured points are kept in {output / 'search.jsonl'}; "
+                f"interrupted: measured points are kept in {output / 'search.sqlite'}; "
                 "run the same command to resume"
             )
             raise typer.Exit(130) from None
@@ -1045,7 +1045,7 @@ def sparsify_search(
                 highlight=False,
             )
     out.print(
-        f"store {output / 'search.jsonl'}, plot {output / 'search.png'}, best "
+        f"store {output / 'search.sqlite'}, plot {output / 'search.png'}, best "
         f"{output / 'best.json'}",
         highlight=False,
     )

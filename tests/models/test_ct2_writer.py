@@ -13,7 +13,7 @@ from frugal.cli import app
 from frugal.models.ct2_format import read_ct2_model
 from frugal.models.ct2_writer import export_ct2
 from frugal.models.registry import CHECKPOINTS
-from frugal.quantize import quantize_rtn
+from frugal.tasks.asr.quantize import quantize_whisper
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_int8_codes_carry_over_and_reload(tiny, tmp_path):
     import copy
 
     asr = copy.deepcopy(tiny)
-    quantize_rtn(asr, "int8_pc")
+    quantize_whisper(asr, "int8_pc")
     report = export_ct2(asr, tmp_path / "q", "int8")
     assert len(report.exact) == 44  # every block Linear (fused q/k/v count once)
     assert set(report.requantized) == {

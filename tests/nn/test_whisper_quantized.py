@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 import frugal
 from frugal.cli import app
 from frugal.nn import QuantConfig, QuantRule, apply_config
-from frugal.quantize import quantize_rtn, save_quantized
 from frugal.tasks.asr import DecodeOptions, Transcriber
+from frugal.tasks.asr.quantize import quantize_whisper, save_quantized
 
 
 def test_lean_decoder_uses_quantized_weights(builtin):
@@ -28,7 +28,7 @@ def test_lean_decoder_uses_quantized_weights(builtin):
 
 def test_rtn_save_reload_identical(builtin, tmp_path):
     asr = frugal.load("tiny.en")
-    rec = quantize_rtn(asr, "mxint4")
+    rec = quantize_whisper(asr, "mxint4")
     assert rec["bits_per_weight"] == 4.25 and len(rec["modules"]) == 64
     folder = save_quantized(asr, tmp_path / "q")
     again = frugal.load(folder)
@@ -116,7 +116,7 @@ def test_cli_quantize_reports_storage_and_kernels(tmp_path):
 
 def test_a_native_model_saves_again(tmp_path):
     asr = frugal.load("tiny.en")
-    quantize_rtn(asr, "int8_pc")
+    quantize_whisper(asr, "int8_pc")
     native = frugal.load(save_quantized(asr, tmp_path / "a"))
     again = frugal.load(save_quantized(native, tmp_path / "b"), kernels="simulated")
     for name, p in asr.model.state_dict().items():

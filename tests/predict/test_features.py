@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from frugal.nn.batches import Batch, mean_nll
 from frugal.predict.features import (
     FeatureConfig,
     format_descriptors,
@@ -18,7 +19,6 @@ from frugal.predict.features import (
     outlier_stats,
     perturbed,
 )
-from frugal.quantize.batches import Batch, mean_nll
 from frugal.tasks.lm import calibration_windows
 from frugal.tasks.subjects import Subject
 from tests.lm_helpers import text_tokens, trained_llama

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -7,14 +8,14 @@ import torch
 
 import frugal
 from frugal.data.datasets import join_utterances
-from frugal.quantize import quantize_rtn
 from frugal.sparsify import SparsifyConfig, frame_scores, sparse_encode, sparse_encoder
-from frugal.sparsify.search import SearchStore, paired_bootstrap, run_search
+from frugal.sparsify.search import PointStore, SearchResult, paired_bootstrap, run_search
 from frugal.sparsify.whisper import audio_frames
 from frugal.tasks.asr import DecodeOptions, Transcriber, evaluate
 from frugal.tasks.asr import states as enc_states
 from frugal.tasks.asr.guard import LoopGuard
 from frugal.tasks.asr.longform import LongFormOptions
+from frugal.tasks.asr.quantize import quantize_whisper
 
 SR = 16000
 
@@ -196,7 +197,7 @@ def test_every_score_decodes_with_lean_and_generate(tiny_en, builtin, score):
 
 def test_composes_with_quantized_weights(builtin):
     asr = frugal.load("tiny.en")
-    quantize_rtn(asr, "mxint8")
+    quantize_whisper(asr, "mxint8")
     res = Transcriber(asr, encoder=sparse_encoder(SparsifyConfig(1, 0.2))).transcribe(
         [builtin[1].load()]
     )
@@ -207,8 +208,7 @@ def test_composes_with_the_native_int8_kernels(builtin, tmp_path):
     """A packed int8 folder runs its encoder Linears on the int8 kernel; sparsification drops
     frames of the same encoder, in a batch of unequal lengths."""
     from frugal.nn.native import Int8Linear
-    from frugal.quantize import save_quantized
-    from frugal.tasks.asr.quantize import quantize_whisper
+    from frugal.tasks.asr.quantize import save_quantized
 
     asr = frugal.load("tiny.en")
     quantize_whisper(asr, "int8_pc")
@@ -283,9 +283,11 @@ def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
         layers=[1], sparsities=[0.0, 0.8], baselines=["stride"], warmup=0, progress=seen.append
     )
     first = run_search(tiny_en, strata, tmp_path, **kwargs)
-    lines = (tmp_path / "search.jsonl").read_text().splitlines()
+    store = PointStore(tmp_path / "search.sqlite")
+    rows, header = store.rows(), store.get_meta("config")
+    store.close()
     points = len(seen) // 2  # every point is measured on both strata
-    assert len(lines) == 1 + points and points >= 4  # dense + 2 grid (+ baseline, guarded)
+    assert len(rows) == points and points >= 4  # dense + 2 grid (+ baseline, guarded)
     assert (tmp_path / "search.png").stat().st_size > 5000
     best = json.loads((tmp_path / "best.json").read_text())
     assert set(best["strata"]) == {"short", "long"}
@@ -294,15 +296,21 @@ def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
         assert first.guarded.config["guard"] is True and first.best.config["guard"] is False
         for s in ("short", "long"):  # the budget holds on each stratum
             assert first.compare(first.best, s)["wer_delta_pt"] <= 1.0
-    # a kill mid-write: keep the header and two points, then half a line
-    (tmp_path / "search.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    # the JSONL store of earlier versions, cut by a kill: the header, two points, half a line;
+    # it is imported once and only the lost points are measured again
+    old = tmp_path / "old"
+    old.mkdir()
+    lines = [json.dumps({"header": header}), *(json.dumps(r) for r in rows)]
+    (old / "search.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
     seen.clear()
-    run_search(tiny_en, strata, tmp_path, **kwargs)
-    assert len(seen) == 2 * (len(lines) - 3)  # only the lost points are measured again
-    store = SearchStore.open(tmp_path / "search.jsonl", json.loads(lines[0])["header"])
+    run_search(tiny_en, strata, old, **kwargs)
+    assert len(seen) == 2 * (len(rows) - 2)
+    store = PointStore(old / "search.sqlite")
     keys = [p.key() for p in store.points]
-    assert len(keys) == len(set(keys)) == len(lines) - 1
-    with pytest.raises(ValueError, match="belongs to another search"):
+    assert len(keys) == len(set(keys)) == len(rows)
+    assert store.get_meta("imported_from")["rows"] == 2
+    store.close()
+    with pytest.raises(ValueError, match="sparsification search made with strata="):
         run_search(tiny_en, {"short": builtin.take(3)}, tmp_path, **kwargs)
 
 
@@ -396,3 +404,23 @@ def test_word_timestamps_of_sparsified_windows_keep_real_times(tiny_en, builtin)
         by_word.setdefault(w.word, []).append(w.start)
     matched = [min(abs(w.start - t) for t in by_word[w.word]) for w in ours if w.word in by_word]
     assert len(matched) >= 0.9 * len(ours) and np.median(matched) <= 0.1
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_committed_searches_load_and_pick_their_winner_again(model, tmp_path):
+    """docs/results/sparsify was written as JSONL by earlier versions: imported into the
+    SQLite store, its points pick the same winner with the same ΔWER interval and speed-up."""
+    src = Path(__file__).parents[2] / "docs" / "results" / "sparsify" / model
+    shutil.copy(src / "search.jsonl", tmp_path / "search.jsonl")
+    header = json.loads((src / "search.jsonl").read_text().splitlines()[0])["header"]
+    with PointStore.open(tmp_path / "search.sqlite", header) as store:
+        points = store.points
+    best_json = json.loads((src / "best.json").read_text())
+    dense = next(p for p in points if p.kind == "dense")
+    budget = header["max_wer_increase"]
+    result = SearchResult(dense, [p for p in points if p.kind in ("grid", "refine")], None, budget)
+    ok = [p for p in result.points if result.within_budget(p)]
+    best = max(ok, key=result.speedup)
+    assert {**best.config, "guard": True} == best_json["config"]
+    for s in result.strata:
+        assert result.compare(best, s) == pytest.approx(best_json["strata"][s]["winner"])

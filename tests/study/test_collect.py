@@ -63,7 +63,7 @@ def test_collect_refuses_other_data_settings_and_records_failures(lms, tmp_path)
         models=(lms[0],), formats=FORMATS[:1], subject=SubjectConfig(calibration=4),
         with_features=False,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="other data"):
+    with pytest.raises(ValueError, match=r"made with subject=.*use the same data"):
         collect(other, db_path, log=lambda m: None)
     logs = []
     bad = config([str(tmp_path / "nowhere")], FORMATS[:1], with_features=False)

@@ -2,6 +2,8 @@
 another; Whisper held out by voice; old stores stay readable."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,8 @@ from frugal.quantize import QATConfig
 from frugal.study import ptq_vs_qat as study
 from frugal.tasks.asr.calibration import split_by_voice
 from tests.lm_helpers import save_tiny_lm
+
+RESULTS = Path(__file__).parents[2] / "docs" / "results"
 
 
 def test_split_by_voice_never_shares_a_voice():
@@ -69,8 +73,16 @@ def test_a_store_written_before_the_new_fields_still_resumes(tmp_path):
     lines = [json.dumps({"config": old}), json.dumps(row)]
     (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
     store = study.StudyStore(tmp_path, cfg)
-    assert store.get("fp32", "none") == row
-    with pytest.raises(ValueError, match="another configuration"):
+    assert store.get("fp32", "none") == row and store.rows == [row]
+    store.add({**row, "nll": 2.0})
+    store.add({"format": "mxint3", "method": "rtn", "nll": 1.5})
+    store.close()
+    again = study.StudyStore(tmp_path, cfg)  # the import happens once: the new rows stay
+    assert [r["nll"] for r in again.rows] == [2.0, 1.5]
+    again.close()
+    with pytest.raises(
+        ValueError, match=r"made with split='random', not 'voice'; use another --out"
+    ):
         study.StudyStore(tmp_path, study.StudyConfig(formats=["mxint3"], budget=2, split="voice"))
     with pytest.raises(ValueError, match="unknown split"):
         study.StudyConfig(split="speaker")
@@ -106,3 +118,19 @@ def test_cli_study_on_an_lm_folder_and_bad_text(tmp_path):
     bad = [*args[:-2], "--heldout-text", "wikitext", "--out", str(tmp_path / "b")]
     res = CliRunner().invoke(app, bad)
     assert res.exit_code == 2 and "wikitext: no such text file" in res.output
+
+
+@pytest.mark.parametrize(
+    "folder", sorted(p.parent.name for p in RESULTS.glob("ptq_vs_qat_*/results.jsonl"))
+)
+def test_committed_studies_load_through_the_store_and_give_their_summary(folder, tmp_path):
+    """docs/results was written as JSONL by earlier versions: imported once into the SQLite
+    store, the same rows come back and rebuild the committed summary.md word for word (below
+    any erratum added by hand)."""
+    src = RESULTS / folder
+    head, *rows = [json.loads(line) for line in (src / "results.jsonl").read_text().splitlines()]
+    shutil.copy(src / "results.jsonl", tmp_path / "results.jsonl")
+    with study.StudyStore(tmp_path, study.StudyConfig(**head["config"])) as store:
+        assert store.rows == rows
+    summary = study.markdown_table(rows) + "\n\nwinners: " + json.dumps(study.winners(rows))
+    assert (src / "summary.md").read_text().strip().endswith(summary.strip())  # after errata

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import frugal
 from frugal.cli import app
-from frugal.quantize import input_hessians, local_objective, mean_nll, save_quantized
+from frugal.quantize import input_hessians, local_objective, mean_nll
 from frugal.tasks.asr.calibration import split_calibration, teacher_batches
 from frugal.tasks.asr.metrics import token_nll
-from frugal.tasks.asr.quantize import quantize_whisper
+from frugal.tasks.asr.quantize import quantize_whisper, save_quantized
 
 
 def test_split_is_seeded_and_disjoint(builtin):
@@ -112,7 +112,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "quantize_model", boom)
     assert study.run_study(cfg, tmp_path, log=lambda m: None) == rows
     other = study.StudyConfig(formats=["mxint3"], budget=3, heldout=2)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match=r"PTQ-vs-QAT study made with .*use another --out"):
         study.run_study(other, tmp_path, log=lambda m: None)
 
 

@@ -11,7 +11,7 @@ from frugal.models.whisper import WhisperASR
 
 def export_hf(asr: WhisperASR, folder: str | Path) -> Path:
     """A transformers folder loadable by `WhisperForConditionalGeneration.from_pretrained`."""
-    from frugal.quantize.artifact import write_quant_record
+    from frugal.nn.artifact import write_quant_record
 
     return write_quant_record(asr.save(folder), asr.source.get("quantization"))
 

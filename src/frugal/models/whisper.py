@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from frugal.formats.packed_file import is_packed_file, read_packed
 from frugal.models.ct2_format import CT2FormatError
 from frugal.models.registry import CHECKPOINTS
 from frugal.models.whisper_ct2 import load_ct2_whisper, special_token_ids
+from frugal.nn.artifact import read_quant_record
 
 
 @dataclass
@@ -120,8 +120,6 @@ def _packed_model(
     with `kernels="native"` the encoder's int8 Linears on the int8 kernel."""
     from transformers import GenerationConfig, WhisperConfig
 
-    from frugal.quantize.artifact import read_quant_record
-
     state, packed, _ = read_packed(folder / "model.safetensors")
     config = WhisperConfig.from_pretrained(folder)
     with torch.device("meta"):
@@ -154,9 +152,8 @@ def _from_transformers(name_or_path: str, local_only: bool, kernels: str = "nati
     ids = special_token_ids(tokenizer, model.config.vocab_size)
     kind = "transformers folder" if local_only else "Hugging Face hub"
     source: dict = {"kind": kind, "path": str(name_or_path)}
-    quant_file = Path(name_or_path) / "frugal_quant.json"  # written by frugal quantize
-    if local_only and quant_file.is_file():
-        source["quantization"] = json.loads(quant_file.read_text()).get("quantization")
+    if local_only and (record := read_quant_record(name_or_path)) is not None:
+        source["quantization"] = record  # written by frugal quantize
     if done:
         source["kernels"] = done
     name = Path(name_or_path).name if local_only else str(name_or_path)

@@ -17,7 +17,7 @@ from torch import nn
 
 from frugal.formats import get_format
 from frugal.nn import matching_linears
-from frugal.quantize.batches import batch_nll, mean_nll
+from frugal.nn.batches import batch_nll, mean_nll
 from frugal.quantize.local import input_hessians
 from frugal.tasks.subjects import Subject
 

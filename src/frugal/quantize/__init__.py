@@ -1,20 +1,16 @@
 """Weight quantization: RTN, GPTQ and QAT over any PyTorch model (`quantize_model`), the
-local objective, and saving quantized Whisper models."""
+local objective and GPTQ's pieces (Whisper specifics live in `frugal.tasks.asr`)."""
 
-from frugal.quantize.artifact import QUANT_FILE, read_quant_record, write_quant_record
-from frugal.quantize.batches import IGNORE, Batch, batch_nll, mean_nll
+from frugal.nn.batches import IGNORE, Batch, batch_nll, mean_nll
 from frugal.quantize.gptq import GPTQConfig, Hessian, gptq_weight, output_error
 from frugal.quantize.local import input_hessians, local_objective
 from frugal.quantize.methods import METHODS, check_method, quantize_model
 from frugal.quantize.qat import QATConfig, qat_model
-from frugal.quantize.rtn import WHISPER_BLOCKS, quantize_rtn, save_quantized
 from frugal.quantize.sequential import find_stacks, gptq_model
 
 __all__ = [
     "IGNORE",
     "METHODS",
-    "QUANT_FILE",
-    "WHISPER_BLOCKS",
     "Batch",
     "GPTQConfig",
     "Hessian",
@@ -30,8 +26,4 @@ __all__ = [
     "output_error",
     "qat_model",
     "quantize_model",
-    "quantize_rtn",
-    "read_quant_record",
-    "save_quantized",
-    "write_quant_record",
 ]

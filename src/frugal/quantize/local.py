@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from frugal.quantize.batches import Batch
+from frugal.nn.batches import Batch
 from frugal.quantize.gptq import HessianCollector, output_error
 
 

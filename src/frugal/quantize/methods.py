@@ -10,7 +10,7 @@ from torch import nn
 
 from frugal.formats import get_format
 from frugal.nn import QuantConfig, rtn_weights
-from frugal.quantize.batches import Batch, count_examples
+from frugal.nn.batches import Batch, count_examples
 from frugal.quantize.gptq import GPTQConfig
 from frugal.quantize.qat import QATConfig, qat_model
 from frugal.quantize.sequential import gptq_model

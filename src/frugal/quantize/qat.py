@@ -14,8 +14,8 @@ from torch import nn
 
 from frugal.formats import get_format
 from frugal.nn import QuantConfig, apply_config
+from frugal.nn.batches import Batch, batch_nll
 from frugal.nn.modules import QuantMixin
-from frugal.quantize.batches import Batch, batch_nll
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torch import nn
 
 from frugal.formats import get_format
 from frugal.nn import QuantConfig, QuantRule, rtn_weights
-from frugal.quantize.batches import Batch
+from frugal.nn.batches import Batch
 from frugal.quantize.gptq import GPTQConfig, GPTQResult, HessianCollector, gptq_weight
 
 log = logging.getLogger(__name__)

@@ -113,15 +113,12 @@ def run_named(
     out = Path(folder) / name
     out.mkdir(parents=True, exist_ok=True)
     with SearchStore(out / "store.sqlite") as store:
-        old = store.get_meta("config")
-        if old is not None:
-            old = SearchConfig.from_dict(old).to_dict()  # stores from before a field existed
-            same = {k: old[k] for k in RESUME_KEYS}
-            if same != {k: getattr(cfg, k) for k in same}:
-                raise ValueError(
-                    f"search {name!r} was started as {same}; pick another --name to change them"
-                )
-        store.set_meta("config", cfg.to_dict())
+        store.claim(
+            cfg.to_dict(),
+            RESUME_KEYS,
+            upgrade=lambda old: SearchConfig.from_dict(old).to_dict(),
+            hint="pick another --name to change it",
+        )
         store.set_meta("limits", limits)
         with make_executor(problem, workers, ray_address) as executor:
             if cfg.halving_eta:

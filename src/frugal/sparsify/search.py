@@ -24,6 +24,7 @@ from frugal.data.datasets import SpeechDataset
 from frugal.provenance import versions
 from frugal.search.pareto import pareto_mask
 from frugal.sparsify.whisper import SparsifyConfig, check_config, sparse_encoder
+from frugal.sqlite_file import RowStore
 from frugal.tasks.asr import DecodeOptions, Transcriber, evaluate
 from frugal.tasks.asr.evaluate import EvalResult
 from frugal.tasks.asr.metrics import paired_bootstrap
@@ -46,55 +47,33 @@ class Point:
         return json.dumps(self.config, sort_keys=True)
 
 
-@dataclass
-class SearchStore:
-    """Append-only JSONL: a header line, then one line per measured point."""
+class PointStore(RowStore):
+    """search.sqlite: the search's header (model, strata, budget) as its config, then one
+    row per measured point; a search.jsonl of earlier versions is imported once."""
 
-    path: Path
-    header: dict
-    points: list[Point] = field(default_factory=list)
+    KIND = "sparsification search"
 
     @classmethod
-    def open(cls, path: Path, header: dict) -> SearchStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.stat().st_size == 0:
-            path.write_text(json.dumps({"header": header}) + "\n")
-            return cls(path, header)
-        points, stored, good, broken = [], None, [], False
-        for i, line in enumerate(path.read_text().splitlines()):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: drop it, keep the rest
-                broken = True
-                continue
-            good.append(line)
-            if i == 0:
-                stored = row.get("header", {})
-                for k in ("model", "strata", "max_wer_increase"):
-                    if stored.get(k) != header.get(k):
-                        raise ValueError(
-                            f"{path} belongs to another search ({k}: "
-                            f"{stored.get(k)!r} != {header.get(k)!r}); use another --out"
-                        )
-            else:
-                points.append(Point(**row))
-        if broken or not path.read_text().endswith("\n"):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("\n".join(good) + "\n")
-            tmp.replace(path)  # atomic: the store is never half-rewritten
-        return cls(path, stored or header, points)
+    def open(cls, path: Path, header: dict) -> PointStore:
+        store = cls(path)
+        store.import_jsonl(path.with_suffix(".jsonl"), lambda h: h.get("header", {}), _key)
+        store.claim(header, keys=("model", "strata", "max_wer_increase"), hint="use another --out")
+        return store
+
+    @property
+    def points(self) -> list[Point]:
+        return [Point(**row) for row in self.rows()]
 
     def find(self, config: dict | None) -> Point | None:
-        key = json.dumps(config, sort_keys=True)
-        return next((p for p in self.points if p.key() == key), None)
+        row = self.get(json.dumps(config, sort_keys=True))
+        return None if row is None else Point(**row)
 
     def add(self, point: Point) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(point.__dict__) + "\n")
-            f.flush()
-        self.points.append(point)
+        self.put(point.key(), point.__dict__)
+
+
+def _key(row: dict) -> str:
+    return json.dumps(row["config"], sort_keys=True)
 
 
 def _measured(res: EvalResult) -> dict:
@@ -265,7 +244,7 @@ def run_search(
 ) -> SearchResult:
     """Measure dense, the (layer × sparsity) grid (settings of `base` otherwise, guard
     off), refinements near the budget boundary, the baseline scores and the guard at the
-    winner's setting, on every stratum; write search.jsonl, search.png, best.json."""
+    winner's setting, on every stratum; write search.sqlite, search.png, best.json."""
     if not strata or any(len(d) == 0 for d in strata.values()):
         raise ValueError("every stratum needs at least one utterance")
     base = dataclasses.replace(base or SparsifyConfig(0, 0.0), guard=False)
@@ -280,7 +259,7 @@ def run_search(
         "max_wer_increase": max_wer_increase,
         "versions": versions(),
     }
-    store = SearchStore.open(out / "search.jsonl", header)
+    store = PointStore.open(out / "search.sqlite", header)
     opts = DecodeOptions(batch_size=1)
 
     def measure(kind: str, cfg: SparsifyConfig | None) -> Point:
@@ -309,29 +288,32 @@ def run_search(
     def setting(layer: int, sparsity: float, **kw) -> SparsifyConfig:
         return dataclasses.replace(base, layer=layer, sparsity=sparsity, **kw)
 
-    dense = measure("dense", None)
-    result = SearchResult(dense, [], None, max_wer_increase)
-    result.points = [measure("grid", setting(k, s)) for k in layers for s in sparsities]
-    step = min(np.diff(sparsities)) if len(sparsities) > 1 else 0.1
-    result.points += [measure("refine", setting(k, s)) for k, s in _refinements(result, step)]
-    ok = [p for p in result.points if result.within_budget(p)]
-    result.best = max(ok, key=result.speedup) if ok else None
-    best = result.best
-    if best is not None:
-        win = SparsifyConfig(**best.config)
-        for b in baselines:
-            if b != win.score:
-                result.points.append(measure("baseline", dataclasses.replace(win, score=b)))
-        guarded = dataclasses.replace(win, guard=True)
-        result.guarded = measure("guarded", guarded)
-        previous = out / "best.json"
-        old = json.loads(previous.read_text()) if previous.exists() else {}
-        if old.get("config") == guarded.to_dict() and old.get("confirm"):
-            result.confirm = old["confirm"]  # already re-timed for this winner
-        else:
-            result.confirm = {
-                name: confirm_speedup(asr, data, guarded) for name, data in strata.items()
-            }
+    try:
+        dense = measure("dense", None)
+        result = SearchResult(dense, [], None, max_wer_increase)
+        result.points = [measure("grid", setting(k, s)) for k in layers for s in sparsities]
+        step = min(np.diff(sparsities)) if len(sparsities) > 1 else 0.1
+        result.points += [measure("refine", setting(k, s)) for k, s in _refinements(result, step)]
+        ok = [p for p in result.points if result.within_budget(p)]
+        result.best = max(ok, key=result.speedup) if ok else None
+        best = result.best
+        if best is not None:
+            win = SparsifyConfig(**best.config)
+            for b in baselines:
+                if b != win.score:
+                    result.points.append(measure("baseline", dataclasses.replace(win, score=b)))
+            guarded = dataclasses.replace(win, guard=True)
+            result.guarded = measure("guarded", guarded)
+            previous = out / "best.json"
+            old = json.loads(previous.read_text()) if previous.exists() else {}
+            if old.get("config") == guarded.to_dict() and old.get("confirm"):
+                result.confirm = old["confirm"]  # already re-timed for this winner
+            else:
+                result.confirm = {
+                    name: confirm_speedup(asr, data, guarded) for name, data in strata.items()
+                }
+    finally:
+        store.close()
     plot_search(result, out / "search.png")
     best_json = {
         "config": dataclasses.replace(SparsifyConfig(**best.config), guard=True).to_dict()

@@ -82,11 +82,6 @@ class CollectConfig:
             d[k] = tuple(d[k])
         return cls(**d)
 
-    def comparable(self) -> dict:
-        """The parts every row of one store must share (data, features, GPTQ settings)."""
-        d = self.to_dict()
-        return {k: d[k] for k in ("subject", "features", "gptq")}
-
 
 # ---- the work a process does (module level: picklable, with a per-process cache) ----
 
@@ -252,25 +247,15 @@ def collect(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Run (or resume) a collection into `db_path`; returns counts of stored/failed rows."""
-    from frugal.provenance import versions
-
     db_path = str(db_path)
     with StudyDB(db_path) as db:
-        old = db.get_meta("config")
-        if old is not None and CollectConfig.from_dict(old).comparable() != cfg.comparable():
-            raise ValueError(
-                f"{db_path} was collected with other data/feature/GPTQ settings; "
-                "use the same ones or a new store"
-            )
-        if old is not None:  # remember every model/format ever asked for
-            merged = CollectConfig.from_dict(old)
-            for k in ("models", "formats", "methods"):
-                extra = tuple(x for x in getattr(cfg, k) if x not in getattr(merged, k))
-                setattr(merged, k, getattr(merged, k) + extra)
-            db.set_meta("config", merged.to_dict())
-        else:
-            db.set_meta("config", cfg.to_dict())
-        db.set_meta("versions", versions())
+        db.claim(  # a rerun may ask for more models, formats or methods: remember them all
+            cfg.to_dict(),
+            ("subject", "features", "gptq"),
+            upgrade=lambda old: CollectConfig.from_dict(old).to_dict(),
+            grow=("models", "formats", "methods"),
+            hint="use the same data/feature/GPTQ settings or a new store",
+        )
         todo = plan(cfg, db, retry_failed)
     total = len(todo)
     counts = {"stored": 0, "failed": 0, "jobs": total}

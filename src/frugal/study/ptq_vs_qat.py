@@ -29,8 +29,8 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from frugal.nn import matching_linears
+from frugal.nn.batches import Batch
 from frugal.quantize import (
-    WHISPER_BLOCKS,
     GPTQConfig,
     QATConfig,
     check_method,
@@ -39,7 +39,8 @@ from frugal.quantize import (
     mean_nll,
     quantize_model,
 )
-from frugal.quantize.batches import Batch
+from frugal.sqlite_file import RowStore
+from frugal.tasks.asr.calibration import WHISPER_BLOCKS
 from frugal.tasks.subjects import is_whisper
 
 DEFAULT_FORMATS = ("mxint8", "mxint6", "mxint4", "mxint3", "mxfp4", "int4_g128")
@@ -111,56 +112,49 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def _compatible(old: dict, new: dict) -> bool:
-    """Whether a stored config gives the same rows: keys it predates take their defaults."""
-    defaults = asdict(StudyConfig())
-    return all(old.get(k, defaults.get(k)) == v for k, v in new.items()) and set(old) <= set(new)
-
-
 class StudyStore:
-    """results.jsonl in the output folder: line 1 the config, then one row per result. A
-    rerun may add formats or methods; any other change of the config is refused."""
+    """results.sqlite in the output folder: the config, then one row per (format, method).
+    A rerun may add formats or methods; any other change of the config is refused. A
+    results.jsonl written by earlier versions is imported once."""
 
     def __init__(self, folder: Path, config: StudyConfig):
-        self.path = folder / "results.jsonl"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rows: list[dict] = []
-        want = config.to_dict()
-        if self.path.is_file():
-            lines = self.path.read_text().splitlines()
-            head = json.loads(lines[0]) if lines else None
-            old = dict(head.get("config", {})) if head else None
-            for k in ("formats", "methods"):
-                if old is not None:
-                    old.pop(k, None)
-            if old is not None and not _compatible(old, config.row_key()):
-                raise ValueError(
-                    f"{self.path} holds a study with another configuration; "
-                    "use another --out folder"
-                )
-            for line in lines[1:]:
-                try:
-                    self.rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a torn last line from an interrupted run
-            self._rewrite(want)
-        else:
-            self._rewrite(want)
+        self.path = folder / "results.sqlite"
+        self._db = _Results(self.path)
+        self._db.import_jsonl(folder / "results.jsonl", lambda h: h.get("config", {}), _row_key)
+        self._db.claim(
+            config.to_dict(),
+            keys=config.row_key(),
+            upgrade=lambda old: asdict(StudyConfig()) | old,
+            grow=("formats", "methods"),
+            hint="use another --out folder",
+        )
 
-    def _rewrite(self, config: dict) -> None:
-        from frugal.provenance import versions
-
-        head = {"config": config, "versions": versions()}
-        text = "\n".join(json.dumps(r) for r in [head, *self.rows]) + "\n"
-        self.path.write_text(text)
+    @property
+    def rows(self) -> list[dict]:
+        return self._db.rows()
 
     def get(self, fmt: str, method: str) -> dict | None:
-        return next((r for r in self.rows if (r["format"], r["method"]) == (fmt, method)), None)
+        return self._db.get(_row_key({"format": fmt, "method": method}))
 
     def add(self, row: dict) -> None:
-        self.rows.append(row)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._db.put(_row_key(row), row)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Results(RowStore):
+    KIND = "PTQ-vs-QAT study"
+
+
+def _row_key(row: dict) -> str:
+    return f"{row['format']}/{row['method']}"
 
 
 @dataclass
@@ -282,89 +276,89 @@ def run_study(
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(out)
-    store = StudyStore(out, config)
-    d = whisper_data(config) if is_whisper(config.model) else lm_data(config, log)
-    log(
-        f"{d.name}: {sum(b.examples for b in d.calibration)} calibration examples; "
-        + ", ".join(f"{k}: {v}" for k, v in d.info.items())
-    )
-    names = matching_linears(d.model, d.pattern)
-    if not names:
-        raise ValueError(f"no Linear of {d.name} matches {d.pattern!r}")
-    fp_weights = {n: d.model.get_submodule(n).weight.detach().clone() for n in names}
-    t0 = time.perf_counter()
-    hessians = input_hessians(d.model, d.calibration, names)
-    log(f"local-objective Hessians of {len(names)} Linears: {time.perf_counter() - t0:.0f} s")
-
-    def score(model: nn.Module) -> dict:
-        row = {
-            "nll": mean_nll(model, d.heldout),
-            "track_nll": mean_nll(model, d.track),
-            "local": local_objective(model, fp_weights, hessians),
-        }
-        for key, batches in d.extra.items():
-            row[f"nll_{key}"] = mean_nll(model, batches)
-        if d.wer is not None:
-            row["wer"] = d.wer(model)
-        return row
-
-    if store.get("fp32", "none") is None:
-        store.add({"format": "fp32", "method": "none", **score(d.model), "info": d.info})
-    fp = store.get("fp32", "none")
-    log(f"full precision: NLL {fp['nll']:.4f}, WER {fp.get('wer', float('nan')):.2f}")
-
-    jobs = [(f, m) for f in config.formats for m in config.methods]
-    if config.finetune_control and "qat" in config.methods:
-        jobs.insert(0, (FINETUNE_FORMAT, "qat"))
-    for fmt, method in jobs:
-        if store.get(fmt, method) is not None:
-            continue
-        model = copy.deepcopy(d.model)
-        trajectory: list[dict] = []
-
-        def point(step: int, model=model, trajectory=trajectory) -> None:
-            trajectory.append(
-                {
-                    "step": step,
-                    "local": local_objective(model, fp_weights, hessians),
-                    "global": mean_nll(model, d.track),
-                }
-            )
-
-        t0 = time.perf_counter()
-        record = quantize_model(
-            model,
-            method,
-            fmt,
-            d.pattern,
-            d.calibration,
-            gptq=config.gptq,
-            qat=config.qat,
-            stacks=d.stacks,
-            on_block=(lambda _s, _i, t=trajectory: point(len(t))) if method == "gptq" else None,
-            on_step=(lambda step, _loss: point(step)) if method == "qat" else None,
-            record_every=config.record_every,
-        )
-        seconds = time.perf_counter() - t0
-        row = {"format": fmt, "method": method, **score(model)}
-        row["seconds"] = seconds
-        row["bits_per_weight"] = record["bits_per_weight"]
-        row["calibration_examples"] = record["calibration_examples"]
-        row["trajectory"] = trajectory
-        row["spearman_local_global"] = _spearman(
-            [p["local"] for p in trajectory], [p["global"] for p in trajectory]
-        )
-        if "train_losses" in record:
-            row["train_losses"] = record["train_losses"]
-        row["line"] = _line(model, d.model, names, d.track, fp_weights, hessians)
-        store.add(row)
+    with StudyStore(out, config) as store:
+        d = whisper_data(config) if is_whisper(config.model) else lm_data(config, log)
         log(
-            f"{fmt:>10} {method:>4}: NLL {row['nll']:.4f} (+{row['nll'] - fp['nll']:.4f}) "
-            f"WER {row.get('wer', float('nan')):.2f} local {row['local']:.4g} "
-            f"[{seconds:.0f} s]"
+            f"{d.name}: {sum(b.examples for b in d.calibration)} calibration examples; "
+            + ", ".join(f"{k}: {v}" for k, v in d.info.items())
         )
-        del model
-    return store.rows
+        names = matching_linears(d.model, d.pattern)
+        if not names:
+            raise ValueError(f"no Linear of {d.name} matches {d.pattern!r}")
+        fp_weights = {n: d.model.get_submodule(n).weight.detach().clone() for n in names}
+        t0 = time.perf_counter()
+        hessians = input_hessians(d.model, d.calibration, names)
+        log(f"local-objective Hessians of {len(names)} Linears: {time.perf_counter() - t0:.0f} s")
+
+        def score(model: nn.Module) -> dict:
+            row = {
+                "nll": mean_nll(model, d.heldout),
+                "track_nll": mean_nll(model, d.track),
+                "local": local_objective(model, fp_weights, hessians),
+            }
+            for key, batches in d.extra.items():
+                row[f"nll_{key}"] = mean_nll(model, batches)
+            if d.wer is not None:
+                row["wer"] = d.wer(model)
+            return row
+
+        if store.get("fp32", "none") is None:
+            store.add({"format": "fp32", "method": "none", **score(d.model), "info": d.info})
+        fp = store.get("fp32", "none")
+        log(f"full precision: NLL {fp['nll']:.4f}, WER {fp.get('wer', float('nan')):.2f}")
+
+        jobs = [(f, m) for f in config.formats for m in config.methods]
+        if config.finetune_control and "qat" in config.methods:
+            jobs.insert(0, (FINETUNE_FORMAT, "qat"))
+        for fmt, method in jobs:
+            if store.get(fmt, method) is not None:
+                continue
+            model = copy.deepcopy(d.model)
+            trajectory: list[dict] = []
+
+            def point(step: int, model=model, trajectory=trajectory) -> None:
+                trajectory.append(
+                    {
+                        "step": step,
+                        "local": local_objective(model, fp_weights, hessians),
+                        "global": mean_nll(model, d.track),
+                    }
+                )
+
+            t0 = time.perf_counter()
+            record = quantize_model(
+                model,
+                method,
+                fmt,
+                d.pattern,
+                d.calibration,
+                gptq=config.gptq,
+                qat=config.qat,
+                stacks=d.stacks,
+                on_block=(lambda _s, _i, t=trajectory: point(len(t))) if method == "gptq" else None,
+                on_step=(lambda step, _loss: point(step)) if method == "qat" else None,
+                record_every=config.record_every,
+            )
+            seconds = time.perf_counter() - t0
+            row = {"format": fmt, "method": method, **score(model)}
+            row["seconds"] = seconds
+            row["bits_per_weight"] = record["bits_per_weight"]
+            row["calibration_examples"] = record["calibration_examples"]
+            row["trajectory"] = trajectory
+            row["spearman_local_global"] = _spearman(
+                [p["local"] for p in trajectory], [p["global"] for p in trajectory]
+            )
+            if "train_losses" in record:
+                row["train_losses"] = record["train_losses"]
+            row["line"] = _line(model, d.model, names, d.track, fp_weights, hessians)
+            store.add(row)
+            log(
+                f"{fmt:>10} {method:>4}: NLL {row['nll']:.4f} (+{row['nll'] - fp['nll']:.4f}) "
+                f"WER {row.get('wer', float('nan')):.2f} local {row['local']:.4g} "
+                f"[{seconds:.0f} s]"
+            )
+            del model
+        return store.rows
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from frugal.quantize.batches import IGNORE, Batch, mean_nll
+from frugal.nn.batches import IGNORE, Batch, mean_nll
 
 
 @dataclass
@@ -39,7 +39,7 @@ class CausalLM:
     def save(self, folder: str | Path, record: dict | None = None) -> Path:
         """A transformers folder (+ the quantization record when given)."""
         from frugal.nn import conv1d_state
-        from frugal.quantize import write_quant_record
+        from frugal.nn.artifact import write_quant_record
 
         folder = Path(folder)
         state = conv1d_state(self.model.state_dict(), list(self.conv1d)) if self.conv1d else None

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from frugal.nn.batches import batch_nll
 from frugal.nn.surgery import conv1d_to_linear
-from frugal.quantize.batches import batch_nll
 from frugal.tasks.lm import CausalLM, calibration_windows, load_causal_lm
 
 ZOO_FILE = "frugal_zoo.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from frugal.quantize.batches import Batch, mean_nll
+from frugal.nn.batches import Batch, mean_nll
 
 
 @dataclass
@@ -107,8 +107,8 @@ def _whisper_subject(name: str, config: SubjectConfig) -> Subject:
 
     from frugal.data.datasets import load_dataset
     from frugal.models.whisper import load_whisper
-    from frugal.quantize import WHISPER_BLOCKS
     from frugal.tasks.asr.calibration import (
+        WHISPER_BLOCKS,
         WHISPER_STACKS,
         heldout_wer,
         split_calibration,

@@ -215,7 +215,7 @@ def run_demo(
                 runs.append(train_one(task, mode, seed, steps, eval_every, progress=progress))
     summary = summarize(runs)
     png = plot(runs, out / "flexpoint_curves.png")
-    from frugal.tasks.asr.evaluate import versions
+    from frugal.provenance import versions
 
     result = {
         "summary": summary,

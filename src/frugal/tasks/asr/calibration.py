@@ -12,11 +12,15 @@ import torch
 from frugal.data.audio import SAMPLE_RATE
 from frugal.data.datasets import SpeechDataset, Utterance
 from frugal.models.whisper import WhisperASR
-from frugal.quantize.batches import IGNORE, Batch, pad_rows
+from frugal.nn.batches import IGNORE, Batch, pad_rows
 from frugal.tasks.asr.metrics import WERResult, reference_tokens, wer
 from frugal.tasks.asr.transcribe import WINDOW_S, DecodeOptions, Transcriber
 
+# The quantized part of a Whisper: its two stacks of transformer blocks (what GPTQ walks
+# block by block) and the glob of every Linear inside them (convolutions, embeddings and
+# the tied output projection stay in full precision, the usual weight-quantization recipe).
 WHISPER_STACKS = ("model.encoder.layers", "model.decoder.layers")
+WHISPER_BLOCKS = "model.*.layers.*"
 
 
 def split_calibration(
@@ -120,6 +124,7 @@ def heldout_wer(asr: WhisperASR, utterances: Sequence[Utterance], batch_size: in
 
 
 __all__ = [
+    "WHISPER_BLOCKS",
     "WHISPER_STACKS",
     "heldout_wer",
     "split_by_voice",

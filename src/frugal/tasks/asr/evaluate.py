@@ -12,7 +12,7 @@ from frugal.data.audio import AudioError
 from frugal.data.datasets import SpeechDataset
 from frugal.models.whisper import WhisperASR
 from frugal.provenance import versions
-from frugal.tasks.asr.metrics import token_nll, wer, word_errors
+from frugal.tasks.asr.metrics import token_nll, word_errors
 from frugal.tasks.asr.transcribe import DecodeOptions, EncoderFn, Transcriber, split_windows
 
 
@@ -200,10 +200,4 @@ def evaluate(
     return EvalResult(asr.name, data.describe(), options.to_dict(), rows, extra=extra)
 
 
-def corpus_wer(result: EvalResult):
-    """The full WER breakdown (S/D/I) of a result."""
-    rows = [r for r in result.ok_rows if r.reference]
-    return wer([r.reference for r in rows], [r.hypothesis for r in rows])
-
-
-__all__ = ["EvalResult", "UtteranceResult", "corpus_wer", "evaluate", "versions"]
+__all__ = ["EvalResult", "UtteranceResult", "evaluate"]

@@ -4,13 +4,15 @@ reference transcripts; the record lands in `asr.source` so `save_quantized` keep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from frugal.data.datasets import Utterance
 from frugal.models.whisper import WhisperASR
 from frugal.nn import QuantConfig, rtn_weights
-from frugal.quantize import WHISPER_BLOCKS, GPTQConfig, QATConfig, check_method, quantize_model
+from frugal.nn.artifact import save_packed_model, write_quant_record
+from frugal.quantize import GPTQConfig, QATConfig, check_method, quantize_model
 from frugal.quantize.methods import summarize_modules
-from frugal.tasks.asr.calibration import WHISPER_STACKS, teacher_batches
+from frugal.tasks.asr.calibration import WHISPER_BLOCKS, WHISPER_STACKS, teacher_batches
 
 
 def quantize_whisper(
@@ -46,4 +48,16 @@ def quantize_whisper(
     return record
 
 
-__all__ = ["quantize_whisper"]
+def save_quantized(asr: WhisperASR, folder: str | Path) -> Path:
+    """A transformers folder (configs, tokenizer, feature extractor) whose model.safetensors
+    holds the quantized weights packed (codes + scales; other tensors in fp16 where that is
+    lossless), plus frugal_quant.json with the record, the storage figures and versions.
+    `frugal.load(folder)` gives back exactly the same values."""
+    folder = Path(folder)
+    record = asr.source.get("quantization")
+    asr.save_configs(folder)
+    save_packed_model(asr.model, folder, record, asr.float_state_dict())
+    return write_quant_record(folder, record)
+
+
+__all__ = ["quantize_whisper", "save_quantized"]
