@@ -65,6 +65,10 @@ def _check_sparsify(asr, encoder) -> None:
             _fail(str(exc))
 
 
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(help="run on Ray: auto, ray://host:port, or local (pip install frugal[ray])"),
+]
 KernelsOpt = Annotated[
     str,
     typer.Option(
@@ -551,10 +555,11 @@ def study_collect(
     ),
     no_wer: Annotated[bool, typer.Option("--no-wer", help="skip WER (NLL only)")] = False,
     no_features: Annotated[bool, typer.Option("--no-features", help="measure only")] = False,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    workers: Annotated[int, typer.Option(help="worker processes (or Ray workers)")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads per worker (0: cores/workers)")] = 0,
     retry_failed: Annotated[bool, typer.Option(help="re-run rows that failed before")] = False,
     seed: int = 0,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Measure (model, format, method) → held-out NLL and WER, plus the cheap features, into
     a SQLite store; rows land as they complete and a rerun resumes (models and formats may
@@ -596,6 +601,7 @@ def study_collect(
                 cfg, store, log=lambda m: bar.console.print(m, highlight=False),
                 retry_failed=retry_failed,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                ray_address=ray_address,
             )  # fmt: skip
         except (OSError, ValueError) as exc:
             _fail(str(exc))
@@ -697,12 +703,7 @@ def search(
     ] = 200,
     workers: Annotated[int, typer.Option(help="measurement processes (or Ray workers)")] = 1,
     name: Annotated[str, typer.Option(help="the search's name (resumes when it exists)")] = "run1",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="measure on Ray: auto, ray://host:port, or local (pip install frugal[ray])"
-        ),
-    ] = None,
+    ray_address: RayAddressOpt = None,
     folder: Annotated[Path, typer.Option("--dir", help="where searches live")] = Path(
         "results/search"
     ),

@@ -75,13 +75,19 @@ def test_collect_refuses_other_data_settings_and_records_failures(lms, tmp_path)
 
 
 @pytest.mark.slow
-def test_parallel_collection_equals_serial(lms, tmp_path):
+@pytest.mark.parametrize("where", ["processes", "ray"])
+def test_parallel_collection_equals_serial(lms, tmp_path, where):
+    """Two local worker processes, or two Ray actors, store the rows one process would."""
+    ray_address = None
+    if where == "ray":
+        pytest.importorskip("ray")
+        ray_address = "local"
     serial = tmp_path / "serial.sqlite"
     parallel = tmp_path / "parallel.sqlite"
     collect(config(lms[:2], FORMATS[:1], with_features=False), serial, log=lambda m: None)
     collect(
         config(lms[:2], FORMATS[:1], with_features=False, workers=2, threads=1),
-        parallel, log=lambda m: None,
+        parallel, log=lambda m: None, ray_address=ray_address,
     )  # fmt: skip
     with StudyDB(serial) as a, StudyDB(parallel) as b:
         ra, rb = a.measurements(), b.measurements()

@@ -1,16 +1,21 @@
-"""Where measurements run: in this process, in a local pool of worker processes, or on a Ray
-cluster. Each executor yields (config, (objectives, seconds, error)) as measurements complete;
-the runner stores them in that order."""
+"""Where work runs: in this process, in a local pool of worker processes, or on a Ray
+cluster. `run(fn, items)` yields (item, fn(item)) as jobs complete (a study's collection
+uses it); `map(configs)` yields a search problem's (config, (objectives, seconds, error)),
+which the runner stores in that order."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import multiprocessing
 import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import numpy as np
 
@@ -36,18 +41,35 @@ def measure(config: Config, problem: Problem | None = None, fidelity: int | None
         return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-class Executor(ABC):
-    """Measures batches of configurations of one problem; a context manager."""
+Lost = Callable[[Any, str], Any]  # (item, why) → the value recorded for a job whose worker died
 
-    def __init__(self, problem: Problem):
+
+class Executor(ABC):
+    """Runs jobs on workers, at most `workers` at a time, pulled lazily from their iterable
+    (so an interrupted run loses only the jobs in flight); a context manager. `problem`, when
+    given, is held by every worker for `map`."""
+
+    workers = 1
+    _in_process = False  # jobs run in this process (map hands them this problem)
+
+    def __init__(self, problem: Problem | None = None):
         self.problem = problem
 
     @abstractmethod
+    def run(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], lost: Lost | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        """(item, fn(item)) pairs in order of completion; `fn` must be picklable. A job whose
+        worker died yields `lost(item, why)` (raises when `lost` is None)."""
+
     def map(
         self, configs: Sequence[Config], fidelity: int | None = None
     ) -> Iterator[tuple[Config, Result]]:
-        """(config, result) pairs in order of completion; `fidelity`: the problem's level to
-        measure at (None: full)."""
+        """(config, result) pairs of the problem's measurements in order of completion;
+        `fidelity`: the problem's level to measure at (None: full)."""
+        here = self.problem if self._in_process else None  # workers hold their own copy
+        fn = functools.partial(measure, problem=here, fidelity=fidelity)
+        return self.run(fn, configs, lambda c, why: (None, 0.0, why))
 
     def close(self) -> None:  # noqa: B027 - nothing to release unless overridden
         """Release workers."""
@@ -60,32 +82,46 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """`workers` == 1: measure here, one after another; more: that many spawned processes,
-    each holding its own copy of the problem and an equal share of the CPU threads."""
+    """`workers` == 1: run here, one after another; more: that many spawned processes, each
+    holding its own copy of the problem and an equal share of the CPU threads (`threads`
+    each when given; then also here with one worker)."""
 
-    def __init__(self, problem: Problem, workers: int = 1):
+    def __init__(self, problem: Problem | None = None, workers: int = 1, threads: int = 0):
         super().__init__(problem)
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
         self._pool = None
-        if workers > 1:
+        self._in_process = workers == 1
+        if workers == 1:
+            if threads:
+                _set_threads(threads)
+        else:
             ctx = multiprocessing.get_context("spawn")
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = threads or max(1, (os.cpu_count() or 1) // workers)
             self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem, threads))
 
-    def map(self, configs, fidelity=None):
+    def run(self, fn, items, lost=None):
         if self._pool is None:
-            for c in configs:
-                yield c, measure(c, self.problem, fidelity)
+            for item in items:
+                yield item, fn(item)
             return
-        running: dict[Future, Config] = {
-            self._pool.submit(measure, c, None, fidelity): c for c in configs
-        }
-        while running:
+        todo, running = iter(items), {}
+        while True:
+            for item in itertools.islice(todo, self.workers - len(running)):
+                running[self._pool.submit(fn, item)] = item
+            if not running:
+                return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield running.pop(fut), fut.result()
+                item = running.pop(fut)
+                try:
+                    value = fut.result()
+                except BrokenProcessPool as exc:
+                    if lost is None:
+                        raise
+                    value = lost(item, f"worker died: {exc}".splitlines()[0])
+                yield item, value
 
     def close(self) -> None:
         if self._pool is not None:
@@ -93,23 +129,30 @@ class LocalExecutor(Executor):
             self._pool = None
 
 
-def _init(problem: Problem, threads: int) -> None:
-    """A worker's start: its problem, and its share of threads (read by torch/BLAS at import;
-    set directly where torch is already loaded), so workers do not oversubscribe the CPU."""
-    global _PROBLEM
-    _PROBLEM = problem
+def _set_threads(threads: int) -> None:
+    """This process's share of threads: read by torch/BLAS at import, set directly where
+    torch is already loaded, so workers do not oversubscribe the CPU."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 
 
-class RayExecutor(Executor):
-    """Measurements on `workers` Ray actors (one CPU each), each holding a copy of the
-    problem. `address`: a running cluster ("auto", "ray://host:10001") or "local" for a
-    fresh local one; when Ray is already initialized in this process, that session is used."""
+def _init(problem: Problem | None, threads: int) -> None:
+    """A worker's start: its problem and its share of the threads."""
+    global _PROBLEM
+    _PROBLEM = problem
+    _set_threads(threads)
 
-    def __init__(self, problem: Problem, address: str | None = "local", workers: int = 2):
+
+class RayExecutor(Executor):
+    """Jobs on `workers` Ray actors (one CPU each), each holding a copy of the problem.
+    `address`: a running cluster ("auto", "ray://host:10001") or "local" for a fresh local
+    one; when Ray is already initialized in this process, that session is used."""
+
+    def __init__(
+        self, problem: Problem | None = None, address: str | None = "local", workers: int = 2
+    ):
         super().__init__(problem)
         try:
             import ray
@@ -132,22 +175,28 @@ class RayExecutor(Executor):
         self._problem_ref = ray.put(problem)
         self._idle = [self._actor.remote(self._problem_ref) for _ in range(workers)]
 
-    def map(self, configs, fidelity=None):
+    def run(self, fn, items, lost=None):
         ray = self._ray
-        todo, running = list(configs), {}
-        while todo or running:
-            while todo and self._idle:
-                actor, c = self._idle.pop(), todo.pop(0)
-                running[actor.measure.remote(c, fidelity)] = (actor, c)
+        todo, running = iter(items), {}
+        fn_ref = ray.put(fn)
+        while True:
+            for item in itertools.islice(todo, len(self._idle)):
+                actor = self._idle.pop()
+                running[actor.call.remote(fn_ref, item)] = (actor, item)
+            if not running:
+                return
             done, _ = ray.wait(list(running), num_returns=1)
-            actor, c = running.pop(done[0])
+            actor, item = running.pop(done[0])
             try:
-                result = ray.get(done[0])
+                value = ray.get(done[0])
                 self._idle.append(actor)
-            except ray.exceptions.RayError as exc:  # the worker died: record it, start another
-                result = (None, 0.0, f"{type(exc).__name__}: {exc}".splitlines()[0])
-                self._idle.append(self._actor.remote(self._problem_ref))
-            yield c, result
+            except ray.exceptions.RayError as exc:
+                dead = isinstance(exc, ray.exceptions.RayActorError)  # then start another
+                self._idle.append(self._actor.remote(self._problem_ref) if dead else actor)
+                if lost is None:
+                    raise
+                value = lost(item, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            yield item, value
 
     def close(self) -> None:
         self._idle = []
@@ -157,20 +206,28 @@ class RayExecutor(Executor):
 
 
 class _RayWorker:
-    """One Ray actor: a copy of the problem, kept between measurements (loaded models too)."""
+    """One Ray actor: its process's copy of the problem, kept between jobs (loaded models and
+    other per-process caches too)."""
 
-    def __init__(self, problem: Problem):
-        self.problem = problem
+    def __init__(self, problem: Problem | None):
+        global _PROBLEM
+        _PROBLEM = problem
 
-    def measure(self, config: Config, fidelity: int | None = None) -> Result:
-        return measure(config, self.problem, fidelity)
+    def call(self, fn: Callable[[Any], Any], item: Any) -> Any:
+        return fn(item)
 
 
-def make_executor(problem: Problem, workers: int = 1, ray_address: str | None = None) -> Executor:
-    """A Ray executor when `ray_address` is given, else a local one."""
+def make_executor(
+    problem: Problem | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads: int = 0,
+) -> Executor:
+    """A Ray executor when `ray_address` is given, else a local one (`threads` per local
+    worker; 0: an equal share of the cores)."""
     if ray_address:
         return RayExecutor(problem, ray_address, workers)
-    return LocalExecutor(problem, workers)
+    return LocalExecutor(problem, workers, threads)
 
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "Result", "make_executor", "measure"]

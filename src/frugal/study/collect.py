@@ -5,15 +5,11 @@ in parallel worker processes, each caching its loaded models."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
 
 from frugal.predict.features import (
     FeatureConfig,
@@ -101,10 +97,6 @@ def _subject(name: str, cfg: CollectConfig) -> Subject:
     return _SUBJECTS[name]
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
 def run_job(job: tuple[str, str, str, str], cfg_dict: dict, db_path: str) -> list[tuple]:
     """One unit of work → results for the main process to store:
     ("measurement", row) | ("features", model, format, feats) | ("state", model, traces)."""
@@ -121,14 +113,7 @@ def run_job(job: tuple[str, str, str, str], cfg_dict: dict, db_path: str) -> lis
             ]
         return [("measurement", measure_row(subject, fmt, method, cfg))]
     except Exception as exc:  # recorded, never fatal for the collection
-        msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if kind == "model":
-            fmt, method = FP
-        if kind in ("measure", "model"):
-            return [
-                ("measurement", {"model": model, "format": fmt, "method": method, "error": msg})
-            ]
-        return [("error", model, fmt, msg)]
+        return [_lost(job, f"{type(exc).__name__}: {exc}".splitlines()[0])]
 
 
 def _model_job(subject: Subject, cfg: CollectConfig) -> list[tuple]:
@@ -245,8 +230,12 @@ def collect(
     log: Callable[[str], None] = print,
     retry_failed: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, int]:
-    """Run (or resume) a collection into `db_path`; returns counts of stored/failed rows."""
+    """Run (or resume) a collection into `db_path`, on `cfg.workers` local processes or Ray
+    actors (`ray_address`); returns counts of stored/failed rows."""
+    from frugal.search.executors import make_executor
+
     db_path = str(db_path)
     with StudyDB(db_path) as db:
         db.claim(  # a rerun may ask for more models, formats or methods: remember them all
@@ -257,80 +246,60 @@ def collect(
             hint="use the same data/feature/GPTQ settings or a new store",
         )
         todo = plan(cfg, db, retry_failed)
-    total = len(todo)
-    counts = {"stored": 0, "failed": 0, "jobs": total}
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
-    cfg_dict = cfg.to_dict()
-    db = StudyDB(db_path)
+    counts = {"stored": 0, "failed": 0, "jobs": len(todo)}
+    first = [j for j in todo if j[0] == "model"]
+    rest = [j for j in todo if j[0] != "model"]
+    fn = functools.partial(run_job, cfg_dict=cfg.to_dict(), db_path=db_path)
+    done = 0
+    with make_executor(None, cfg.workers, ray_address, cfg.threads) as ex, StudyDB(db_path) as db:
 
-    def store(results: list[tuple], left: int) -> None:
-        for res in results:
-            if res[0] == "measurement":
-                row = res[1]
-                db.add_measurement(row)
-                bad = row.get("error") is not None
-                counts["failed" if bad else "stored"] += 1
-                log(_describe(row))
-            elif res[0] == "features":
-                db.add_features(res[1], res[2], res[3])
-                counts["stored"] += 1
-            elif res[0] == "state":
-                db.set_meta(f"trace:{res[1]}", res[2])
-            else:
-                counts["failed"] += 1
-                log(f"{res[1]} {res[2] or ''}: features failed: {res[3]}")
-        if progress:
-            progress(total - left, total)
+        def run(jobs: list[tuple]) -> set[str]:
+            """Run and store `jobs`; the models whose job failed."""
+            nonlocal done
+            failed = set()
+            for job, results in ex.run(fn, jobs, lambda job, why: [_lost(job, why)]):
+                _store(db, results, counts, log)
+                failed |= {job[1]} if _model_failed(results) else set()
+                done += 1
+                if progress:
+                    progress(done, len(todo))
+            return failed
 
-    try:
-        _dispatch(todo, cfg, cfg_dict, db_path, threads, store, log)
-    finally:
-        db.close()
+        # each model's own job first (its full-precision row, the per-model features the
+        # format jobs build on); a model whose job failed gets no other jobs
+        for model in run(first):
+            dropped = [j for j in rest if j[1] == model]
+            rest = [j for j in rest if j[1] != model]
+            log(f"{model}: skipping its other {len(dropped)} jobs")
+        run(rest)
     return counts
 
 
-def _dispatch(todo, cfg, cfg_dict, db_path, threads, store, log) -> None:
-    """Run the jobs in order, at most `workers` at a time; a model's other jobs wait for its
-    model job and are dropped when it fails. Few jobs are ever in flight, so a killed
-    collection loses at most `workers` jobs."""
-    pending = list(todo)
-    waiting_for = {j[1] for j in pending if j[0] == "model"}
-    if cfg.workers == 1:
-        _init_worker(threads)
-        pool = None
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(cfg.workers, ctx, _init_worker, (threads,))
-    running: dict[Future, tuple] = {}
-    try:
-        while pending or running:
-            for job in list(pending):
-                if len(running) >= cfg.workers:
-                    break
-                if job[0] == "model" or job[1] not in waiting_for:
-                    pending.remove(job)
-                    if pool is None:
-                        fut: Future = Future()
-                        fut.set_result(run_job(job, cfg_dict, db_path))
-                    else:
-                        fut = pool.submit(run_job, job, cfg_dict, db_path)
-                    running[fut] = job
-            if not running:  # only jobs of models whose model job failed remain
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job = running.pop(fut)
-                results = fut.result()
-                store(results, len(pending) + len(running))
-                if job[0] == "model":
-                    waiting_for.discard(job[1])
-                    if _model_failed(results):
-                        dropped = [j for j in pending if j[1] == job[1]]
-                        pending = [j for j in pending if j[1] != job[1]]
-                        log(f"{job[1]}: skipping its other {len(dropped)} jobs")
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+def _store(db: StudyDB, results: list[tuple], counts: dict[str, int], log) -> None:
+    for res in results:
+        if res[0] == "measurement":
+            row = res[1]
+            db.add_measurement(row)
+            counts["failed" if row.get("error") is not None else "stored"] += 1
+            log(_describe(row))
+        elif res[0] == "features":
+            db.add_features(res[1], res[2], res[3])
+            counts["stored"] += 1
+        elif res[0] == "state":
+            db.set_meta(f"trace:{res[1]}", res[2])
+        else:
+            counts["failed"] += 1
+            log(f"{res[1]} {res[2] or ''}: features failed: {res[3]}")
+
+
+def _lost(job: tuple, why: str) -> tuple:
+    """What a job whose worker died records: a failed row, or a failed feature job."""
+    kind, model, fmt, method = job
+    if kind == "model":
+        fmt, method = FP
+    if kind in ("measure", "model"):
+        return ("measurement", {"model": model, "format": fmt, "method": method, "error": why})
+    return ("error", model, fmt, why)
 
 
 def _model_failed(results: list[tuple]) -> bool:
