@@ -55,3 +55,27 @@ def test_dtype_and_shape_preserved():
     for name in ("mxfp4", "int4_g64", "nf4", "fp8_e5m2"):
         q = get_format(name).quantize(x)
         assert q.dtype == torch.bfloat16 and q.shape == x.shape
+
+
+def test_grammar_covers_every_pattern_and_its_examples_parse():
+    """The help's grammar comes from the registry: one family per name pattern (fixed point
+    included), each example parses, and every catalogue name falls in a family."""
+    from frugal.formats.registry import GRAMMAR, grammar
+
+    for pattern, example in GRAMMAR:
+        assert get_format(example).name == example, pattern
+    assert "fixedN_fF" in grammar() and "flexN+M" in grammar()
+    prefixes = ("int", "fp", "bf16", "mx", "bfp", "nf4", "flex", "fixed")
+    assert all(name.startswith(prefixes) for name in CATALOGUE)
+    with pytest.raises(UnknownFormatError, match=r"names: intN\[_pc"):
+        get_format("posit8")
+
+
+def test_formats_command_prints_the_registry_grammar():
+    from typer.testing import CliRunner
+
+    from frugal.cli import app
+    from frugal.formats.registry import grammar
+
+    res = CliRunner().invoke(app, ["formats"])
+    assert res.exit_code == 0 and " ".join(res.stdout.split()).endswith(grammar())

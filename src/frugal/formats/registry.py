@@ -29,6 +29,24 @@ _FLEX = re.compile(r"^flex(\d+)\+(\d+)$")
 _FIXED = re.compile(r"^fixed(\d+)_f(\d+)$")
 _FLOAT = re.compile(r"^(fp8_e4m3|fp8_e5m2|fp6_e3m2|fp6_e2m3|fp4_e2m1|fp4|fp16|bf16)(_sr)?$")
 
+# The name grammar, one family per pattern above (what `frugal formats` and errors show),
+# each with an example name that parses.
+GRAMMAR = (
+    ("intN[_pc|_gG][_asym]", "int4_g128_asym"),
+    ("fp8_e4m3|fp8_e5m2|fp6_e3m2|fp6_e2m3|fp4_e2m1|fp4|fp16|bf16[_sr]", "bf16_sr"),
+    ("mx<int2..8|fp8[_e4m3|_e5m2]|fp6[_e2m3|_e3m2]|fp4[_e2m1]>[_bK]", "mxfp6_e3m2_b16"),
+    ("bfpN[_bK]", "bfp4_b32"),
+    ("nf4[_bK]", "nf4_b32"),
+    ("flexN+M", "flex16+5"),
+    ("fixedN_fF", "fixed16_f8"),
+)
+
+
+def grammar() -> str:
+    """The format-name grammar in one line."""
+    return ", ".join(pattern for pattern, _ in GRAMMAR)
+
+
 # The formats `frugal formats` lists (a representative, not exhaustive, set).
 CATALOGUE = (
     "int8", "int8_pc", "int8_g128", "int6_g128", "int4_pc", "int4_g128", "int4_g64",
@@ -78,7 +96,7 @@ def _parse(key: str, name: str) -> NumberFormat:
     close = difflib.get_close_matches(key, CATALOGUE, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownFormatError(
-        f"unknown number format {name!r}{hint} (run `frugal formats` for the list)"
+        f"unknown number format {name!r}{hint} (names: {grammar()}; `frugal formats` lists them)"
     )
 
 
@@ -87,4 +105,12 @@ def list_formats() -> list[NumberFormat]:
     return [get_format(n) for n in CATALOGUE]
 
 
-__all__ = ["CATALOGUE", "FLOAT_SPECS", "UnknownFormatError", "get_format", "list_formats"]
+__all__ = [
+    "CATALOGUE",
+    "FLOAT_SPECS",
+    "GRAMMAR",
+    "UnknownFormatError",
+    "get_format",
+    "grammar",
+    "list_formats",
+]

@@ -1,0 +1,47 @@
+"""`frugal models` and `frugal formats`: what frugal loads by name, and its number formats."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from frugal.cli.common import (
+    app,
+    out,
+)
+
+
+@app.command()
+def models() -> None:
+    """List the Whisper checkpoints and causal LMs that frugal can load by name."""
+    from frugal.models import CHECKPOINTS
+    from frugal.models.packaged_lm import PACKAGED_LMS
+
+    table = Table("name", "kind", "installed", "description", "install")
+    for c in CHECKPOINTS.values():
+        table.add_row(c.name, "whisper", c.status(), c.description, escape(c.install))
+    for m in PACKAGED_LMS.values():
+        table.add_row(m.name, "causal LM", m.status(), m.description, escape(m.install))
+    out.print(table)
+    out.print("Also: a faster-whisper folder (model.bin), a transformers folder, or a hub id.")
+
+
+@app.command()
+def formats() -> None:
+    """List number formats with their bits per element (shared scales included)."""
+    from frugal.formats import list_formats
+    from frugal.formats.packing import is_packable
+    from frugal.formats.registry import grammar
+    from frugal.nn.native import native_kernel
+
+    table = Table("name", "bits/element", "kind", "stored", "runs on (this CPU)")
+    for f in list_formats():
+        table.add_row(
+            f.name,
+            f"{f.bits_per_element:g}",
+            type(f).__name__.removesuffix("Format"),
+            "packed" if is_packable(f) else "fp32",
+            native_kernel(f.name) or "simulated (fp32 on the grid)",
+        )
+    out.print(table)
+    out.print(f"Grammar: {grammar()}", highlight=False)
