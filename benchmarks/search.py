@@ -43,6 +43,7 @@ from frugal.search.report import plot_hv_comparison
 from frugal.search.runner import measure, run_search
 from frugal.search.space import Integer
 from frugal.search.store import SearchStore
+from frugal.search.termination import Termination
 
 LEVELS = (0.95, 0.99)
 POOL = Path("docs/results/search/whisper_joint_pool.sqlite")
@@ -82,10 +83,6 @@ HALVING = {"eta": 3, "rungs": (6, 24)}
 SYNTHETIC_BENCH = {"zdt1": DiscreteZDT1, "mixed-precision": lambda: MixedPrecision(6, seed=1)}
 
 
-class _Reached(Exception):
-    pass
-
-
 def _tracker(problem) -> tuple[FrontTracker, float]:
     """An empty front on the problem's reference point, and the reference front's HV."""
     ref = np.array(problem.reference_point())
@@ -106,19 +103,17 @@ def run(problem, name: str, seed: int, budget: int, batch: int, generations: int
 
     def step(p) -> None:
         trace.append((p.measured, (p.hypervolume or 0.0) / best))
-        if trace[-1][1] >= max(LEVELS):
-            raise _Reached
 
+    until = Termination(budget, hypervolume=max(LEVELS) * best)
     t0 = time.perf_counter()
     with SearchStore(":memory:") as store:
-        with contextlib.suppress(_Reached):
-            if name.endswith("-sh"):
-                from frugal.search.fidelity import Halving, run_halving
+        if name.endswith("-sh"):
+            from frugal.search.fidelity import Halving, run_halving
 
-                halving = Halving(HALVING["eta"], HALVING["rungs"])
-                run_halving(problem, a, budget, store, halving, on_progress=step)
-            else:
-                run_search(problem, a, budget, store, on_progress=step)
+            halving = Halving(HALVING["eta"], HALVING["rungs"])
+            run_halving(problem, a, until, store, halving, on_progress=step)
+        else:
+            run_search(problem, a, until, store, on_progress=step)
         keys = [r["key"] for r in store.rows()]
     return _scored(trace, budget, time.perf_counter() - t0) | {"keys": keys}
 

@@ -8,11 +8,11 @@ import pytest
 
 from frugal.predict.model import (
     QualityPredictor,
+    ShuffledGroupKFold,
     Table,
     evaluate,
     feature_row,
     from_target,
-    group_splits,
     leave_one_out,
     metrics,
     to_target,
@@ -75,8 +75,10 @@ def test_leave_one_out_never_leaks_a_group():
         assert len(tr) + len(te) == len(groups)
         seen.append(g)
     assert seen == ["a", "b", "c"]
-    for tr, te in group_splits(groups, 2, seed=3):
+    folds = list(ShuffledGroupKFold(2, seed=3).split(None, None, groups))
+    for tr, te in folds:
         assert not set(groups[tr]) & set(groups[te])
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(groups)))
 
 
 def test_evaluate_by_format_holds_whole_formats_out():
@@ -94,10 +96,11 @@ def test_metrics_on_known_values():
 
 
 def test_predictor_rejects_bad_arguments_and_names_missing_features():
+    X, y = np.zeros((4, 2)), np.arange(4.0)
     with pytest.raises(ValueError, match="unknown predictor"):
-        QualityPredictor("svm")
+        QualityPredictor("svm").fit(X, y)
     with pytest.raises(ValueError, match="coverage"):
-        QualityPredictor("rf", coverage=1.5)
+        QualityPredictor("rf", coverage=1.5).fit(X, y)
     with pytest.raises(KeyError, match="sqnr_db"):
         feature_row({"bits": 4.0}, {}, "rtn", ["bits", "sqnr_db"])
 
@@ -115,7 +118,7 @@ def test_predictions_stay_within_an_e_fold_of_the_training_targets():
     p = QualityPredictor("linear").fit(table.X, table.y)
     far = table.X[:1].copy()
     far[0, 1] = -100.0  # bits far outside the data: a linear model would explode
-    pred, _lo, hi = p.predict(far)
+    pred, _lo, hi = p.predict_interval(far)
     assert pred[0] <= from_target(to_target(table.y.max()) + 1) + 1e-12
     assert np.isfinite(hi).all()
 
@@ -150,3 +153,27 @@ def test_pairwise_ranker_orders_a_held_out_model_by_within_model_differences():
     assert abs(ranker.coef_[0]) > 10 * abs(ranker.coef_[1])
     with pytest.raises(ValueError, match="noise gap"):
         PairwiseRanker(min_gap=1e9).fit(X, y, groups)
+
+
+def test_the_predictor_works_with_sklearn_tooling():
+    """clone / get_params / set_params, cross_val_score over LeaveOneGroupOut, and predict()
+    equal to the middle of predict_interval()."""
+    from sklearn.base import clone
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+
+    table = synthetic(models=4)
+    p = QualityPredictor("linear", coverage=0.7)
+    assert p.get_params() == {"kind": "linear", "coverage": 0.7, "seed": 0, "folds": 4,
+                              "trees": 200}  # fmt: skip
+    q = clone(p).set_params(kind="rf", trees=30)
+    assert (q.kind, q.trees, p.kind) == ("rf", 30, "linear")
+    scores = cross_val_score(
+        q, table.X, table.y, groups=table.models, cv=LeaveOneGroupOut(),
+        scoring="neg_mean_absolute_error",
+    )  # fmt: skip
+    assert len(scores) == 4 and np.all(np.isfinite(scores))
+    q.fit(table.X, table.y, table.models)
+    mid, lo, hi = q.predict_interval(table.X)
+    assert np.array_equal(q.predict(table.X), mid) and np.all((lo <= mid) & (mid <= hi))
+    # the target transform is the asinh one, and the fitted regressor learned it
+    assert q.model_.func is to_target and q.model_.inverse_func is from_target

@@ -15,8 +15,9 @@ from frugal.quantize import (
     gptq_weight,
     input_hessians,
     local_objective,
+    make_recipe,
     mean_nll,
-    quantize_model,
+    quantize,
 )
 from frugal.tasks.lm import calibration_windows, sliding_windows
 from tests.lm_helpers import text_tokens, trained_llama
@@ -35,6 +36,11 @@ def setup():
     ]
     ref = {n: model.get_submodule(n).weight.detach().clone() for n in names}
     return model, calib, held, ref, input_hessians(model, calib, names)
+
+
+def quantize_model(model, method, fmt, pattern, batches, **kw):
+    """quantize() with the recipe a method name makes (what command lines do)."""
+    return quantize(model, make_recipe(method, fmt, pattern, **kw), batches)
 
 
 def quantized(method, fmt="int2_g64", **kw):
@@ -157,3 +163,33 @@ def test_weights_outside_the_stacks_get_rtn():
     fmt = get_format("int4_g32")
     assert torch.equal(m.lm_head.weight, fmt.quantize(model.lm_head.weight))
     assert "method" not in rec["modules"]["model.layers.0.mlp.up_proj"]
+
+
+def test_recipes_round_trip_through_json_and_are_recorded():
+    """One config per method, dispatched by type, with its method and version in its JSON;
+    the record carries the recipe that made it."""
+    import json
+
+    from frugal.quantize import GPTQRecipe, QATRecipe, RTNRecipe, recipe_from_dict
+
+    recipes = [
+        RTNRecipe("int8_pc", PATTERN),
+        GPTQRecipe("mxint4", PATTERN, GPTQConfig(damp=0.05, act_order=True), offload=True),
+        QATRecipe("int4_g32", PATTERN, QATConfig(steps=3), record_every=2),
+    ]
+    for r in recipes:
+        d = json.loads(json.dumps(r.to_dict()))
+        assert d["method"] == r.method and d["version"] == 1
+        assert recipe_from_dict(d) == r
+    assert make_recipe("gptq", "mxint4", PATTERN) == GPTQRecipe("mxint4", PATTERN)
+    model, calib, *_ = setup()
+    rec = quantize(copy.deepcopy(model), recipes[1], calib)
+    assert recipe_from_dict(rec["recipe"]) == recipes[1] and rec["gptq"]["act_order"] is True
+    with pytest.raises(ValueError, match="version 2 needs a newer frugal"):
+        recipe_from_dict({**recipes[0].to_dict(), "version": 2})
+    with pytest.raises(ValueError, match="unknown method 'awq'"):
+        recipe_from_dict({"method": "awq", "format": "int4"})
+    with pytest.raises(ValueError, match="deterministic"):
+        GPTQRecipe("bf16_sr")
+    with pytest.raises(TypeError, match="not a quantization recipe"):
+        quantize(model, {"method": "rtn"})

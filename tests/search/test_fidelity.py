@@ -123,3 +123,22 @@ def test_an_algorithm_that_repeats_itself_does_not_hang_the_search():
         # random proposals took over; the budget's end is a narrower round, not a lost one
         assert 4 - (1 / 9 + 3 / 9 + 1) < spent(store, 9) <= 4 + 1e-9
         assert len(store) >= 2 and fixed == store.rows()[0]["config"]
+
+
+def test_halving_stops_at_a_target_hypervolume():
+    """The termination's target ends successive halving at the full measurement that
+    reaches it; the spent budget is then below the plain budget's."""
+    from frugal.search.pareto import hypervolume
+    from frugal.search.termination import Termination
+
+    p = NoisyZDT1()
+    p.reference_point = lambda: [1.1, 10.0]  # random configurations land within it
+    ref = np.array(p.reference_point())
+    target = 0.6 * hypervolume(p.true_front(), ref)
+    with SearchStore(":memory:") as store:
+        algo = RandomSearch(p.space, 2, batch=2, seed=0)
+        rows = run_halving(p, algo, Termination(60, hypervolume=target), store, Halving(eta=3))
+        used = spent(store, 9)
+    F = np.array([r["objectives"] for r in rows])
+    assert hypervolume(F, ref) >= target > hypervolume(F[:-1], ref)
+    assert used < 60

@@ -109,7 +109,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("resume must not re-measure")
 
-    monkeypatch.setattr(study, "quantize_model", boom)
+    monkeypatch.setattr(study, "quantize", boom)
     assert study.run_study(cfg, tmp_path, log=lambda m: None) == rows
     other = study.StudyConfig(formats=["mxint3"], budget=3, heldout=2)
     with pytest.raises(ValueError, match=r"PTQ-vs-QAT study made with .*use another --out"):

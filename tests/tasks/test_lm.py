@@ -108,11 +108,11 @@ def test_cli_quantize_then_perplexity(tmp_path):
     with safe_open(str(next((tmp_path / "q").glob("*.safetensors"))), "pt") as f:
         assert json.loads(f.metadata()["frugal_quantization"])["method"] == "gptq"
     # a quantized model saved and reloaded gives identical outputs
-    from frugal.quantize import quantize_model
+    from frugal.quantize import make_recipe, quantize
     from frugal.tasks.lm import block_pattern
 
     lm = tiny_lm()
-    rec = quantize_model(lm.model, "rtn", "nf4", block_pattern(lm.model))
+    rec = quantize(lm.model, make_recipe("rtn", "nf4", block_pattern(lm.model)))
     again = load_causal_lm(lm.save(tmp_path / "r", rec))
     ids = torch.arange(40)[None]
     with torch.no_grad():

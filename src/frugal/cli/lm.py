@@ -77,22 +77,16 @@ def lm_quantize(
     threads: ThreadsOpt = None,
 ) -> None:
     """Quantize a causal LM's weights, calibrated on random windows of the text files."""
-    from frugal.quantize import QATConfig, check_method, quantize_model
+    from frugal.quantize import QATConfig, make_recipe, quantize
     from frugal.tasks.lm import block_pattern, calibration_windows
 
     set_threads(threads)
     lm, tokens = _load_lm(model, text)
     try:
-        check_method(method, format)
+        qat = QATConfig(steps=steps, lr=lr, seed=seed)
+        recipe = make_recipe(method, format, pattern or block_pattern(lm.model), qat=qat)
         batches = calibration_windows(tokens, budget, min(length, lm.max_positions), seed)
-        record = quantize_model(
-            lm.model,
-            method,
-            format,
-            pattern or block_pattern(lm.model),
-            batches if method != "rtn" else [],
-            qat=QATConfig(steps=steps, lr=lr, seed=seed),
-        )
+        record = quantize(lm.model, recipe, batches if method != "rtn" else [])
     except ValueError as exc:
         fail(str(exc))
     record["base_model"] = str(model)

@@ -91,3 +91,9 @@ def rtn_weights(model: nn.Module, config: QuantConfig) -> dict[str, dict]:
             "elements": w.numel(),
         }
     return done
+
+
+def weight_bits(modules: dict[str, dict]) -> float:
+    """Bits the quantized weights take, from a record's modules ({bits_per_element,
+    elements}); shared scales count through their formats' bits per element."""
+    return sum(m["bits_per_element"] * m["elements"] for m in modules.values())

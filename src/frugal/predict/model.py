@@ -11,7 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import spearmanr
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from frugal.stats import scaled_ridge, spearman
 
 # What a predictor may see. "cheap": no forward pass but the probe loss; "full": plus the
 # loss landscape on the probe examples (random and noise directions, Hessian trace).
@@ -113,28 +115,30 @@ def build_table(
     )  # fmt: skip
 
 
-class QualityPredictor:
-    """fit(X, ΔNLL) / predict(X) → (ΔNLL, low, high). `kind`: rf, gb, linear or constant;
-    intervals at `coverage` come from residuals of grouped cross-validation on the
-    training data (split-conformal style), so they widen when models differ."""
+class QualityPredictor(RegressorMixin, BaseEstimator):
+    """An sklearn regressor of ΔNLL (nats/token): fit(X, ΔNLL, groups) / predict(X) → ΔNLL;
+    predict_interval(X) → (ΔNLL, low, high). `kind`: rf, gb, linear or constant, fitted on
+    the asinh target through a TransformedTargetRegressor; intervals at `coverage` come from
+    residuals of grouped cross-validation on the training data (split-conformal style), so
+    they widen when models differ. Plain parameters: clone, get_params, set_params and
+    cross_val_score (with LeaveOneGroupOut) work as on any sklearn estimator."""
 
     def __init__(
         self, kind: str = "rf", coverage: float = 0.8, seed: int = 0, folds: int = 4,
         trees: int = 200,
     ):  # fmt: skip
-        if kind not in KINDS:
-            raise ValueError(f"unknown predictor {kind!r}; choose one of {', '.join(KINDS)}")
-        if not 0 < coverage < 1:
-            raise ValueError("coverage must lie in (0, 1)")
         self.kind, self.coverage, self.seed, self.folds = kind, coverage, seed, folds
         self.trees = trees
+
+    def _check(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown predictor {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if not 0 < self.coverage < 1:
+            raise ValueError("coverage must lie in (0, 1)")
 
     def _estimator(self):
         from sklearn.dummy import DummyRegressor
         from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
-        from sklearn.linear_model import RidgeCV
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
 
         if self.kind == "rf":
             return RandomForestRegressor(
@@ -146,36 +150,55 @@ class QualityPredictor:
                 random_state=self.seed,
             )  # fmt: skip
         if self.kind == "linear":
-            return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+            return scaled_ridge()
         return DummyRegressor(strategy="median")
 
+    def _on_target(self):
+        """The estimator fitted on asinh(ΔNLL/0.01), predicting back in nats."""
+        from sklearn.compose import TransformedTargetRegressor
+
+        return TransformedTargetRegressor(
+            self._estimator(), func=to_target, inverse_func=from_target, check_inverse=False
+        )
+
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
-        X, t = np.asarray(X, float), to_target(y)
-        self.est_ = self._estimator().fit(X, t)
+        self._check()
+        X, y = np.asarray(X, float), np.asarray(y, float)
+        self.model_ = self._on_target().fit(X, y)
+        t = to_target(y)
         self.range_ = (float(t.min()) - 1.0, float(t.max()) + 1.0)  # e-fold beyond the data
-        self.halfwidth_ = self._residual_quantile(X, t, groups)
+        self.halfwidth_ = self._residual_quantile(X, y, groups)
         return self
 
-    def _residual_quantile(self, X, t, groups) -> float:
-        groups = np.arange(len(t)) if groups is None else np.asarray(groups)
-        uniq = np.unique(groups)
-        if len(uniq) < 2:
+    def _residual_quantile(self, X, y, groups) -> float:
+        """The `coverage` quantile of |held-out residual| on the target scale, over folds
+        of whole groups (every row its own group when none are given)."""
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
             return float("nan")
         resid = []
-        for tr, te in group_splits(groups, min(self.folds, len(uniq)), self.seed):
-            est = self._estimator().fit(X[tr], t[tr])
-            resid.append(np.abs(est.predict(X[te]) - t[te]))
+        folds = ShuffledGroupKFold(min(self.folds, n_groups), self.seed)
+        for tr, te in folds.split(X, y, groups):
+            est = self._on_target().fit(X[tr], y[tr])
+            resid.append(np.abs(est.regressor_.predict(X[te]) - to_target(y[te])))
         r = np.concatenate(resid)
         level = min(1.0, math.ceil((len(r) + 1) * self.coverage) / len(r))
         return float(np.quantile(r, level))
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t = np.clip(self.est_.predict(np.asarray(X, float)), *self.range_)  # no wild extrapolation
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted ΔNLL (nats/token)."""
+        return self.predict_interval(X)[0]
+
+    def predict_interval(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ΔNLL, low, high): the prediction, clipped to an e-fold beyond the training
+        targets (no wild extrapolation), and its interval at `coverage`."""
+        t = np.clip(self.model_.regressor_.predict(np.asarray(X, float)), *self.range_)
         return from_target(t), from_target(t - self.halfwidth_), from_target(t + self.halfwidth_)
 
     def importances(self, names: Sequence[str]) -> dict[str, float]:
         """Impurity importances (trees) or |standardized coefficients| (ridge), summing to 1."""
-        est = self.est_
+        est = self.model_.regressor_
         if hasattr(est, "feature_importances_"):
             imp = np.asarray(est.feature_importances_, float)
         elif hasattr(est, "steps"):
@@ -186,33 +209,39 @@ class QualityPredictor:
         return {n: float(v / total) for n, v in zip(names, imp, strict=True)}
 
 
-def group_splits(
-    groups: np.ndarray, folds: int, seed: int = 0
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """K folds of whole groups (seeded): no group is on both sides of a split."""
-    uniq = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(uniq)
-    for k in range(folds):
-        held = set(order[k::folds].tolist())
-        te = np.array([g in held for g in groups])
-        yield np.flatnonzero(~te), np.flatnonzero(te)
+class ShuffledGroupKFold:
+    """K folds of whole groups, the groups dealt to folds in a seeded random order (an
+    sklearn CV splitter: `split(X, y, groups)`, `get_n_splits`). Unlike GroupKFold, which
+    balances fold sizes deterministically, the deal depends only on the seed and the set of
+    groups, as the published reports were made."""
+
+    def __init__(self, n_splits: int = 4, seed: int = 0):
+        self.n_splits, self.seed = n_splits, seed
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if groups is None:
+            raise ValueError("ShuffledGroupKFold needs the groups")
+        groups = np.asarray(groups)
+        order = np.random.default_rng(self.seed).permutation(np.unique(groups))
+        for k in range(self.n_splits):
+            te = np.isin(groups, order[k :: self.n_splits])
+            yield np.flatnonzero(~te), np.flatnonzero(te)
 
 
 def leave_one_out(groups: np.ndarray) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(held-out group, train indices, test indices), one split per distinct group."""
-    for g in np.unique(groups):
-        te = groups == g
-        yield str(g), np.flatnonzero(~te), np.flatnonzero(te)
+    """(held-out group, train indices, test indices), one split per distinct group in sorted
+    order (sklearn's LeaveOneGroupOut)."""
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    groups = np.asarray(groups)
+    for tr, te in LeaveOneGroupOut().split(groups, groups=groups):
+        yield str(groups[te[0]]), tr, te
 
 
 NOISE_FLOOR = 0.01  # nats: below it, rankings of measured ΔNLL are mostly noise
-
-
-def _spearman(y: np.ndarray, pred: np.ndarray) -> float:
-    if len(y) < 3 or np.ptp(pred) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(y, pred).statistic)
 
 
 def metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -224,8 +253,8 @@ def metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     above = y >= NOISE_FLOOR
     return {
         "r2": r2,
-        "spearman": _spearman(y, pred),
-        "spearman_above_floor": _spearman(y[above], pred[above]),
+        "spearman": spearman(y, pred),
+        "spearman_above_floor": spearman(y[above], pred[above]),
         "n_above_floor": int(above.sum()),
         "mae": float(np.abs(y - pred).mean()),
         "n": len(y),
@@ -248,7 +277,7 @@ def evaluate(
         p = QualityPredictor(kind, coverage, seed, trees=trees).fit(
             table.X[tr], table.y[tr], groups[tr]
         )
-        pred[te], lo[te], hi[te] = p.predict(table.X[te])
+        pred[te], lo[te], hi[te] = p.predict_interval(table.X[te])
         m = metrics(table.y[te], pred[te])
         m["coverage"] = float(np.mean((table.y[te] >= lo[te]) & (table.y[te] <= hi[te])))
         per_group[g] = m
@@ -302,9 +331,9 @@ def evaluate_ranker(table: Table, **params) -> dict:
     for g, tr, te in leave_one_out(table.models):
         ranker = PairwiseRanker(**params).fit(table.X[tr], table.y[tr], table.models[tr])
         score[te] = ranker.score(table.X[te])
-        per_group[g] = {"spearman": _spearman(table.y[te], score[te]), "n": len(te)}
+        per_group[g] = {"spearman": spearman(table.y[te], score[te]), "n": len(te)}
     return {"kind": "ranker", "by": "model", "groups": per_group,
-            "pooled": {"spearman": _spearman(table.y, score), "n": len(table)}}  # fmt: skip
+            "pooled": {"spearman": spearman(table.y, score), "n": len(table)}}  # fmt: skip
 
 
 # One-feature rankings a learned predictor must beat: (feature, sign) with predicted ΔNLL
@@ -324,11 +353,11 @@ def evaluate_baseline(table: Table, name: str) -> dict:
     per_group = {}
     for g, _, te in leave_one_out(table.models):
         per_group[g] = {
-            "spearman": _spearman(table.y[te], score[te]),
+            "spearman": spearman(table.y[te], score[te]),
             "n": len(te),
         }
     return {"kind": f"baseline:{name}", "by": "model", "groups": per_group,
-            "pooled": {"spearman": _spearman(table.y, score), "n": len(table)}}  # fmt: skip
+            "pooled": {"spearman": spearman(table.y, score), "n": len(table)}}  # fmt: skip
 
 
 __all__ = [
@@ -339,6 +368,7 @@ __all__ = [
     "LANDSCAPE_FEATURES",
     "PairwiseRanker",
     "QualityPredictor",
+    "ShuffledGroupKFold",
     "Table",
     "build_table",
     "evaluate",
@@ -346,7 +376,6 @@ __all__ = [
     "evaluate_ranker",
     "feature_row",
     "from_target",
-    "group_splits",
     "leave_one_out",
     "metrics",
     "to_target",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frugal.plotting import saved_figure
 from frugal.predict.model import (
     BASELINES,
     FEATURE_SETS,
@@ -20,6 +21,7 @@ from frugal.predict.model import (
     evaluate_baseline,
     evaluate_ranker,
 )
+from frugal.stats import spearman
 
 MAIN = ("rf", "full")  # the predictor the plots show
 
@@ -202,8 +204,6 @@ def markdown(report: dict) -> str:
 def feature_carriers(table: Table, top: int = 4) -> dict[str, list[tuple[str, float]]]:
     """Per model: the features whose values order its rows most like the measured ΔNLL
     (|Spearman| within the model, descriptive: it reads the model's own measurements)."""
-    from scipy.stats import spearmanr
-
     out = {}
     for m in sorted(set(table.models.tolist())):
         idx = table.models == m
@@ -211,7 +211,7 @@ def feature_carriers(table: Table, top: int = 4) -> dict[str, list[tuple[str, fl
         for j, name in enumerate(table.names):
             x = table.X[idx, j]
             if np.ptp(x) > 0:
-                rhos.append((name, float(spearmanr(table.y[idx], x).statistic)))
+                rhos.append((name, spearman(table.y[idx], x)))
         out[m] = sorted(rhos, key=lambda kv: -abs(kv[1]))[:top]
     return out
 
@@ -274,59 +274,46 @@ def _mean(xs, digits: int = 3) -> str:
 
 
 def _plot_heldout(table: Table, ev: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = sorted(set(table.models.tolist()))
     cols = min(4, len(models))
     rows = -(-len(models) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, models, strict=False):
-        sel = table.models == m
-        for meth, marker in (("rtn", "o"), ("gptq", "^")):
-            s = sel & (table.methods == meth)
-            ax.errorbar(
-                table.y[s], ev["pred"][s],
-                yerr=[ev["pred"][s] - ev["low"][s], ev["high"][s] - ev["pred"][s]],
-                fmt=marker, ms=4, alpha=0.7, elinewidth=0.6, label=meth,
-            )  # fmt: skip
-        lim = [
-            min(table.y[sel].min(), ev["pred"][sel].min()),
-            max(table.y[sel].max(), ev["pred"][sel].max()),
-        ]
-        ax.plot(lim, lim, "k--", lw=0.8)
-        ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_yscale("symlog", linthresh=0.01)
-        g = ev["groups"][m]
-        ax.set_title(f"{m}: ρ={g['spearman']:.2f}", fontsize=9)
-        ax.set_xlabel("measured ΔNLL", fontsize=8)
-        ax.set_ylabel("predicted ΔNLL", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(models) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Leave-one-model-out: predicted vs measured NLL increase (80% intervals)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False) as (
+        fig,
+        axes,
+    ):
+        for ax, m in zip(axes.flat, models, strict=False):
+            sel = table.models == m
+            for meth, marker in (("rtn", "o"), ("gptq", "^")):
+                s = sel & (table.methods == meth)
+                ax.errorbar(
+                    table.y[s], ev["pred"][s],
+                    yerr=[ev["pred"][s] - ev["low"][s], ev["high"][s] - ev["pred"][s]],
+                    fmt=marker, ms=4, alpha=0.7, elinewidth=0.6, label=meth,
+                )  # fmt: skip
+            lim = [
+                min(table.y[sel].min(), ev["pred"][sel].min()),
+                max(table.y[sel].max(), ev["pred"][sel].max()),
+            ]
+            ax.plot(lim, lim, "k--", lw=0.8)
+            ax.set_xscale("symlog", linthresh=0.01)
+            ax.set_yscale("symlog", linthresh=0.01)
+            g = ev["groups"][m]
+            ax.set_title(f"{m}: ρ={g['spearman']:.2f}", fontsize=9)
+            ax.set_xlabel("measured ΔNLL", fontsize=8)
+            ax.set_ylabel("predicted ΔNLL", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(models) :]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle("Leave-one-model-out: predicted vs measured NLL increase (80% intervals)")
     return path
 
 
 def _plot_importances(importances: dict[str, float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.28 * len(names) + 1))
-    ax.barh(names, [importances[n] for n in names])
-    ax.set_xlabel("impurity importance (random forest)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, figsize=(6, 0.28 * len(names) + 1)) as (_, ax):
+        ax.barh(names, [importances[n] for n in names])
+        ax.set_xlabel("impurity importance (random forest)")
     return path
 
 

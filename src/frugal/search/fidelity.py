@@ -20,6 +20,7 @@ from frugal.search.problems import Problem
 from frugal.search.report import feasible
 from frugal.search.runner import STALL_ROUNDS, Progress, reference_point
 from frugal.search.store import SearchStore
+from frugal.search.termination import Termination
 
 
 @dataclass
@@ -56,20 +57,21 @@ def spent(store: SearchStore, full: int) -> float:
 def run_halving(
     problem: Problem,
     algorithm: Algorithm,
-    budget: float,
+    termination: Termination | float,
     store: SearchStore,
     halving: Halving | None = None,
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     executor: Executor | None = None,
 ) -> list[dict]:
-    """Successive halving until `budget` full-measurement equivalents are spent (stored ones
-    count; a stored measurement at any rung is reused, never repeated). The algorithm must
-    propose any number of configurations on request (random, LINAS)."""
+    """Successive halving until `termination` says stop (a plain number: that many
+    full-measurement equivalents spent, stored ones counting; a stored measurement at any
+    rung is reused, never repeated). The algorithm must propose any number of configurations
+    on request (random, LINAS)."""
     if algorithm.name not in ("random", "linas"):
         raise ValueError(f"multi-fidelity search runs random or linas, not {algorithm.name}")
-    if budget <= 0:
-        raise ValueError("budget must be > 0")
+    stop = Termination.of(termination).start()
+    budget = stop.budget
     halving = halving or Halving()
     rungs = halving.resolve(problem)
     space, full = problem.space, rungs[-1]
@@ -82,10 +84,11 @@ def run_halving(
     if algorithm.reference is None:
         algorithm.reference = problem.reference_point()
     front: dict = {"tracker": None, "counted": 0}  # full measurements seen by the tracker
+    stopped: list[str] = []  # why a target or time limit ended the run
 
-    def report() -> None:
-        if not on_progress:
-            return
+    def report() -> Progress | None:
+        if not on_progress and not stop.needs_hypervolume:
+            return None
         if front["tracker"] is None and history:
             F = np.array([f for _, f in history])
             front["tracker"] = FrontTracker(np.array(reference_point(problem, store, F)))
@@ -96,7 +99,10 @@ def run_halving(
                     tracker.add(f)
             front["counted"] = len(history)
         hv = tracker.hypervolume if tracker is not None else None
-        on_progress(Progress(cost, budget, hv, failed))
+        progress = Progress(cost, budget, hv, failed)
+        if on_progress:
+            on_progress(progress)
+        return progress
 
     def measure_at(configs: list, fidelity: int) -> None:
         nonlocal cost, failed
@@ -113,7 +119,11 @@ def run_halving(
             else:
                 store.add_partial(k, fidelity, c, f, secs, err, round_)
                 known[(k, fidelity)] = f
-            report()
+            progress = report()
+            reason = stop.reason(progress) if cost < budget - 1e-9 else None
+            if reason is not None:
+                stopped.append(reason)
+                return  # measurements in flight are not stored
 
     def planned(width: int) -> float:
         """What a round of `width` costs if nothing in it is known yet."""
@@ -123,7 +133,7 @@ def run_halving(
     executor = executor or LocalExecutor(problem, workers)
     stalls = 0
     try:
-        while planned(1) <= budget - cost + 1e-9:
+        while planned(1) <= budget - cost + 1e-9 and not stopped and stop.reason() is None:
             width = algorithm.batch * halving.eta ** (len(rungs) - 1)
             while planned(width) > budget - cost + 1e-9:
                 width -= 1  # the budget's end: a narrower round that still ends in full ones
@@ -148,6 +158,8 @@ def run_halving(
                 for fidelity in rungs[:-1]:
                     todo = [c for c in cohort if (space.key(c), fidelity) not in known]
                     measure_at(todo, fidelity)
+                    if stopped:
+                        break
                     scored = [c for c in cohort if known.get((space.key(c), fidelity)) is not None]
                     if not scored:
                         cohort = []
@@ -155,7 +167,8 @@ def run_halving(
                     F = np.array([known[(space.key(c), fidelity)] for c in scored], float)
                     keep = max(1, math.ceil(len(cohort) / halving.eta))
                     cohort = [scored[i] for i in _front_order(F, algorithm.violations(F))[:keep]]
-                measure_at(cohort, full)
+                if not stopped:
+                    measure_at(cohort, full)
             stalls = 0 if cost > before else stalls + 1
     finally:
         if own:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frugal.plotting import saved_figure
 from frugal.search.pareto import FrontTracker, pareto_mask
 
 
@@ -56,36 +57,25 @@ def plot_search(
 ) -> list[Path]:
     """pareto.png (first two objectives; front highlighted) and hypervolume.png (feasible
     points only, with `limits`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     F = np.array([r["objectives"] for r in rows if r["objectives"] is not None])
     paths = []
     if len(F):
-        fig, ax = plt.subplots(figsize=(5, 4))
-        front = pareto_mask(F)
-        ax.scatter(F[:, 0], F[:, 1], s=10, alpha=0.4, label="measured")
-        P = F[front][np.argsort(F[front][:, 0])]
-        ax.step(P[:, 0], P[:, 1], where="post", color="C3", label="Pareto front")
-        ax.scatter(P[:, 0], P[:, 1], s=18, color="C3")
-        ax.set_xlabel(objectives[0])
-        ax.set_ylabel(objectives[1])
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "pareto.png", dpi=110)
-        plt.close(fig)
+        with saved_figure(folder / "pareto.png", figsize=(5, 4)) as (_, ax):
+            front = pareto_mask(F)
+            ax.scatter(F[:, 0], F[:, 1], s=10, alpha=0.4, label="measured")
+            P = F[front][np.argsort(F[front][:, 0])]
+            ax.step(P[:, 0], P[:, 1], where="post", color="C3", label="Pareto front")
+            ax.scatter(P[:, 0], P[:, 1], s=18, color="C3")
+            ax.set_xlabel(objectives[0])
+            ax.set_ylabel(objectives[1])
+            ax.set_title(title, fontsize=9)
+            ax.legend(fontsize=8)
         paths.append(folder / "pareto.png")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(range(1, len(rows) + 1), hv_curve(rows, ref, limits))
-    ax.set_xlabel("measurements")
-    ax.set_ylabel("hypervolume")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "hypervolume.png", dpi=110)
-    plt.close(fig)
+    with saved_figure(folder / "hypervolume.png", figsize=(5, 3.5)) as (_, ax):
+        ax.plot(range(1, len(rows) + 1), hv_curve(rows, ref, limits))
+        ax.set_xlabel("measurements")
+        ax.set_ylabel("hypervolume")
+        ax.set_title(title, fontsize=9)
     paths.append(folder / "hypervolume.png")
     return paths
 
@@ -101,32 +91,24 @@ def plot_hv_comparison(
     """Hypervolume against measurements for each algorithm: the median over runs and the
     band from the lowest to the highest run (runs that stopped early hold their last value);
     dashed lines at `levels`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for i, (label, runs) in enumerate(curves.items()):
-        runs = [r for r in runs if r]
-        if not runs:
-            continue
-        n = max(len(r) for r in runs)
-        M = np.array([r + [r[-1]] * (n - len(r)) for r in runs])
-        x = np.arange(1, n + 1)
-        ax.plot(x, np.median(M, axis=0), color=f"C{i}", label=f"{label} ({len(runs)} runs)")
-        ax.fill_between(x, M.min(axis=0), M.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
-    for lv in levels:
-        ax.axhline(lv, color="grey", ls="--", lw=0.8)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("measurements")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, figsize=(5.5, 3.8)) as (_, ax):
+        for i, (label, runs) in enumerate(curves.items()):
+            runs = [r for r in runs if r]
+            if not runs:
+                continue
+            n = max(len(r) for r in runs)
+            M = np.array([r + [r[-1]] * (n - len(r)) for r in runs])
+            x = np.arange(1, n + 1)
+            ax.plot(x, np.median(M, axis=0), color=f"C{i}", label=f"{label} ({len(runs)} runs)")
+            ax.fill_between(x, M.min(axis=0), M.max(axis=0), color=f"C{i}", alpha=0.15, lw=0)
+        for lv in levels:
+            ax.axhline(lv, color="grey", ls="--", lw=0.8)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("measurements")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
     return path
 
 

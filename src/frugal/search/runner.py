@@ -1,6 +1,7 @@
 """Run a search: ask the algorithm, measure the configurations not stored yet (in worker
-processes), store each the moment it completes, tell the algorithm, until the budget of real
-measurements is spent. A stored search resumes where it stopped."""
+processes), store each the moment it completes, tell the algorithm, until the termination
+(budget of real measurements, target hypervolume, time) says stop. A stored search resumes
+where it stopped."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from frugal.search.pareto import FrontTracker
 from frugal.search.problems import Problem
 from frugal.search.report import feasible
 from frugal.search.store import SearchStore
+from frugal.search.termination import Termination
 
 STALL_ROUNDS = 20  # proposals in a row with nothing new before random samples fill in
 
@@ -44,17 +46,20 @@ def reference_point(problem: Problem, store: SearchStore, F: np.ndarray) -> list
 def run_search(
     problem: Problem,
     algorithm: Algorithm,
-    budget: int,
+    termination: Termination | int,
     store: SearchStore,
     workers: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     executor: Executor | None = None,
 ) -> list[dict]:
-    """Measure up to `budget` configurations in total (earlier stored ones count); returns
-    the store's rows. Measurements run on `executor` (default: `workers` local processes);
-    each is stored as it completes, and the algorithm sees a round's results in the order it
-    proposed them, so the search does not depend on which worker finished first. The progress
-    hypervolume counts feasible points only (within `algorithm.limits`)."""
+    """Measure configurations until `termination` (or a plain budget: that many in total,
+    earlier stored ones counting) says stop; returns the store's rows. Measurements run on
+    `executor` (default: `workers` local processes); each is stored as it completes, and the
+    algorithm sees a round's results in the order it proposed them, so the search does not
+    depend on which worker finished first. The progress hypervolume counts feasible points
+    only (within `algorithm.limits`)."""
+    stop = Termination.of(termination).start()
+    budget = stop.budget
     if budget < 1:
         raise ValueError("budget must be >= 1")
     space = problem.space
@@ -70,9 +75,9 @@ def run_search(
     if algorithm.reference is None:
         algorithm.reference = problem.reference_point()
 
-    def report(f: list[float] | None) -> None:
-        if not on_progress:
-            return
+    def report(f: list[float] | None) -> Progress | None:
+        if not on_progress and not stop.needs_hypervolume:
+            return None
         if not tracker and (history or f is not None):
             seen = [g for _, g in history] + ([f] if f is not None else [])
             tracker.append(FrontTracker(np.array(reference_point(problem, store, np.array(seen)))))
@@ -82,12 +87,15 @@ def run_search(
         if tracker and f is not None and feasible(f, limits):
             tracker[0].add(f)
         hv = tracker[0].hypervolume if tracker else None
-        on_progress(Progress(len(store), budget, hv, failed))
+        progress = Progress(len(store), budget, hv, failed)
+        if on_progress:
+            on_progress(progress)
+        return progress
 
     own = executor is None
     executor = executor or LocalExecutor(problem, workers)
     try:
-        while len(store) < budget:
+        while len(store) < budget and stop.reason() is None:
             batch = algorithm.propose(history)
             keys = store.keys()
             new, fresh = [], set()
@@ -104,12 +112,18 @@ def run_search(
                     break  # every valid configuration is measured
                 batch, stalls = new, 0
             round_ += 1
-            results = {}
+            results, reason = {}, None
             for c, (f, secs, err) in executor.map(new[: budget - len(store)]):
                 store.add(space.key(c), c, f, secs, err, round_)
                 results[space.key(c)] = known[space.key(c)] = f
                 failed += f is None
-                report(f)
+                progress = report(f)
+                if len(store) < budget:  # a spent budget ends the round as usual
+                    reason = stop.reason(progress)
+                if reason is not None:
+                    break  # a target or time limit: measurements in flight are not stored
+            if reason is not None:
+                break
             history += [(c, results[space.key(c)]) for c in new
                         if results.get(space.key(c)) is not None]  # fmt: skip
             algorithm.observe(
@@ -122,4 +136,4 @@ def run_search(
     return store.rows()
 
 
-__all__ = ["Progress", "measure", "reference_point", "run_search"]
+__all__ = ["Progress", "Termination", "measure", "reference_point", "run_search"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from frugal.stats import scaled_ridge
+
 KINDS = ("ensemble", "gp", "forest")
 
 
@@ -25,12 +27,11 @@ class Predictor:
     @staticmethod
     def _make(kind: str):
         from sklearn.ensemble import VotingRegressor
-        from sklearn.linear_model import RidgeCV
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
         from sklearn.svm import SVR
 
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        ridge = scaled_ridge()
         svr = make_pipeline(StandardScaler(), SVR(kernel="rbf", C=10.0, gamma="scale"))
         if kind == "ridge":
             return ridge

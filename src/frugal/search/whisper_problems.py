@@ -22,14 +22,45 @@ def dense_is_canonical(config: Config) -> bool:
 
 
 @dataclass
-class WhisperJoint(Problem):
-    """Sparsification (layer, sparsity) × a weight format per encoder/decoder block."""
+class WhisperOnSubset(Problem):
+    """A Whisper problem scored on a fixed, seeded subset of utterances. The model and the
+    subset are loaded once per process, never pickled: worker processes load their own."""
 
     model: str = "tiny.en"
     data: str = "builtin"
     utterances: int = 24
     seed: int = 0
     max_tokens: int = 128  # caps decoding of broken configurations (they loop)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+
+    def _asr(self):
+        if getattr(self, "_cache_asr", None) is None:
+            from frugal.models.whisper import load_whisper
+
+            self._cache_asr = load_whisper(self.model)
+        return self._cache_asr
+
+    def _utterances(self):
+        if getattr(self, "_cache_utts", None) is None:
+            from frugal.data.datasets import load_dataset
+
+            data = load_dataset(self.data)
+            self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
+        return self._cache_utts
+
+    def _wer(self, asr, encoder=None) -> float:
+        """WER (%) of `asr` (with `encoder`, default dense) on the subset."""
+        from frugal.tasks.asr.calibration import heldout_wer
+
+        return heldout_wer(asr, self._utterances(), 8, self.max_tokens, encoder).wer
+
+
+@dataclass
+class WhisperJoint(WhisperOnSubset):
+    """Sparsification (layer, sparsity) × a weight format per encoder/decoder block."""
+
     formats: tuple[str, ...] = JOINT_FORMATS
     sparsities: tuple[float, ...] = JOINT_SPARSITIES
     accuracy: str = "wer"  # "wer" (%) or "nll" (nats per reference token)
@@ -50,24 +81,6 @@ class WhisperJoint(Problem):
             *(Categorical(f"dec{i}", tuple(self.formats)) for i in range(self.dec_layers)),
         ]
         self.space = SearchSpace(params, [dense_is_canonical])
-
-    def __getstate__(self) -> dict:  # worker processes load their own copy
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
-
-    def _asr(self):
-        if getattr(self, "_cache_asr", None) is None:
-            from frugal.models.whisper import load_whisper
-
-            self._cache_asr = load_whisper(self.model)
-        return self._cache_asr
-
-    def _utterances(self):
-        if getattr(self, "_cache_utts", None) is None:
-            from frugal.data.datasets import load_dataset
-
-            data = load_dataset(self.data)
-            self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
-        return self._cache_utts
 
     @property
     def fidelities(self) -> tuple[int, ...] | None:
@@ -106,13 +119,14 @@ class WhisperJoint(Problem):
         import dataclasses
 
         from frugal.nn import rtn_weights
+        from frugal.nn.surgery import weight_bits
         from frugal.sparsify import SparsifyConfig, sparse_encoder
 
         self.space.check(config)
         asr = self._asr()
         model = copy.deepcopy(asr.model)
         done = rtn_weights(model, self.quant_config(config))
-        mbit = sum(m["bits_per_element"] * m["elements"] for m in done.values()) / 1e6
+        mbit = weight_bits(done) / 1e6
         encoder = None
         if config["sparsity"] > 0:
             # the rule the stored pools were measured with; the raw setting (no loop guard)
@@ -154,9 +168,6 @@ class WhisperJoint(Problem):
 
     def evaluate(self, config: Config, fidelity: int | None = None) -> list[float]:
         """[accuracy, Mbit]; `fidelity` (NLL only): the first that many utterances."""
-        from frugal.tasks.asr.metrics import wer
-        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
-
         if self.accuracy == "nll":
             if fidelity is not None and fidelity not in self.fidelities:
                 raise ValueError(f"fidelity {fidelity} is not one of {list(self.fidelities)}")
@@ -165,11 +176,7 @@ class WhisperJoint(Problem):
         if fidelity is not None:
             raise ValueError("the WER objective has no fidelities (use accuracy='nll')")
         asr, encoder, mbit = self.build(config)
-        utts = self._utterances()
-        opts = DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens)
-        tr = Transcriber(asr, opts, encoder=encoder)
-        hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
-        return [wer([u.text for u in utts], hyps).wer, mbit]
+        return [self._wer(asr, encoder), mbit]
 
 
 def _widths(full: int) -> tuple[int, ...]:
@@ -178,15 +185,10 @@ def _widths(full: int) -> tuple[int, ...]:
 
 
 @dataclass
-class WhisperSubnet(Problem):
+class WhisperSubnet(WhisperOnSubset):
     """Sub-networks of Whisper (elastic depth, encoder heads, FFN widths) by slicing, no
     retraining; objectives WER (%) on a fixed subset and block parameters (millions)."""
 
-    model: str = "tiny.en"
-    data: str = "builtin"
-    utterances: int = 24
-    seed: int = 0
-    max_tokens: int = 128
     name: str = "whisper-subnet"
     objectives: tuple[str, ...] = ("wer", "mparams")
     space: SearchSpace = field(init=False)
@@ -207,27 +209,21 @@ class WhisperSubnet(Problem):
 
         return [100.0, 1.1 * block_params(self._asr().model) / 1e6]
 
-    __getstate__ = WhisperJoint.__getstate__
-    _asr = WhisperJoint._asr
-    _utterances = WhisperJoint._utterances
-
     def evaluate(self, config: Config) -> list[float]:
         import dataclasses
 
         from frugal.search.supernet import SubnetConfig, block_params, slice_whisper
-        from frugal.tasks.asr.metrics import wer
-        from frugal.tasks.asr.transcribe import DecodeOptions, Transcriber
 
         self.space.check(config)
         asr = self._asr()
         model = slice_whisper(asr.model, SubnetConfig(**config))
-        utts = self._utterances()
-        tr = Transcriber(
-            dataclasses.replace(asr, model=model),
-            DecodeOptions(batch_size=8, max_new_tokens=self.max_tokens),
-        )
-        hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
-        return [wer([u.text for u in utts], hyps).wer, block_params(model) / 1e6]
+        return [self._wer(dataclasses.replace(asr, model=model)), block_params(model) / 1e6]
 
 
-__all__ = ["JOINT_FORMATS", "JOINT_SPARSITIES", "WhisperJoint", "WhisperSubnet"]
+__all__ = [
+    "JOINT_FORMATS",
+    "JOINT_SPARSITIES",
+    "WhisperJoint",
+    "WhisperOnSubset",
+    "WhisperSubnet",
+]

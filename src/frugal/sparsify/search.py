@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from frugal.data.datasets import SpeechDataset
+from frugal.plotting import saved_figure
 from frugal.provenance import versions
 from frugal.search.pareto import pareto_mask
 from frugal.sparsify.whisper import SparsifyConfig, check_config, sparse_encoder
@@ -153,63 +154,62 @@ def plot_search(result: SearchResult, path: Path) -> Path:
     front, dense, the budget line and the winner."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     strata = result.strata
-    fig, axes = plt.subplots(1, len(strata), figsize=(6.5 * len(strata), 5), squeeze=False)
-    grid = [p for p in result.points if p.kind in ("grid", "refine")]
-    layers = sorted({p.config["layer"] for p in grid})
-    cmap = plt.get_cmap("viridis", max(len(layers), 2))
-    for ax, s in zip(axes[0], strata, strict=True):
-        dense = result.compare(result.dense, s)
-        top = max(2.5 * dense["wer_pct"], dense["wer_pct"] + 4 * result.budget)
-        for i, layer in enumerate(layers):
-            rs = [result.compare(p, s) for p in grid if p.config["layer"] == layer]
+    with saved_figure(path, 1, len(strata), figsize=(6.5 * len(strata), 5), squeeze=False) as (
+        fig,
+        axes,
+    ):
+        grid = [p for p in result.points if p.kind in ("grid", "refine")]
+        layers = sorted({p.config["layer"] for p in grid})
+        cmap = matplotlib.colormaps["viridis"].resampled(max(len(layers), 2))
+        for ax, s in zip(axes[0], strata, strict=True):
+            dense = result.compare(result.dense, s)
+            top = max(2.5 * dense["wer_pct"], dense["wer_pct"] + 4 * result.budget)
+            for i, layer in enumerate(layers):
+                rs = [result.compare(p, s) for p in grid if p.config["layer"] == layer]
+                ax.scatter(
+                    [r["e2e_ms"] for r in rs],
+                    [min(r["wer_pct"], top) for r in rs],  # off the chart: drawn at its top edge
+                    color=cmap(i),
+                    label=f"layer {layer}",
+                    s=28,
+                )
+            measured = [result.compare(p, s) for p in [result.dense, *grid]]
+            pts = np.array([[r["e2e_ms"], r["wer_pct"]] for r in measured])
+            front = pts[pareto_mask(pts)]
+            front = front[np.argsort(front[:, 0])]
+            ax.plot(front[:, 0], np.minimum(front[:, 1], top), "k--", lw=1, label="Pareto front")
             ax.scatter(
-                [r["e2e_ms"] for r in rs],
-                [min(r["wer_pct"], top) for r in rs],  # off the chart: drawn at its top edge
-                color=cmap(i),
-                label=f"layer {layer}",
-                s=28,
+                [dense["e2e_ms"]], [dense["wer_pct"]], marker="*", s=220, color="red", label="dense"
             )
-        measured = [result.compare(p, s) for p in [result.dense, *grid]]
-        pts = np.array([[r["e2e_ms"], r["wer_pct"]] for r in measured])
-        front = pts[pareto_mask(pts)]
-        front = front[np.argsort(front[:, 0])]
-        ax.plot(front[:, 0], np.minimum(front[:, 1], top), "k--", lw=1, label="Pareto front")
-        ax.scatter(
-            [dense["e2e_ms"]], [dense["wer_pct"]], marker="*", s=220, color="red", label="dense"
-        )
-        ax.axhline(
-            dense["wer_pct"] + result.budget,
-            color="red",
-            lw=0.8,
-            ls=":",
-            label=f"dense + {result.budget:g} pt",
-        )
-        if result.best is not None:
-            b = result.compare(result.best, s)
-            ax.scatter(
-                [b["e2e_ms"]],
-                [b["wer_pct"]],
-                facecolors="none",
-                edgecolors="red",
-                s=160,
-                lw=2,
-                label="winner",
+            ax.axhline(
+                dense["wer_pct"] + result.budget,
+                color="red",
+                lw=0.8,
+                ls=":",
+                label=f"dense + {result.budget:g} pt",
             )
-        ax.set_ylim(0, top * 1.04)
-        ax.set(
-            xlabel="median end-to-end ms per clip",
-            ylabel="WER (%)",
-            title=f"{s}: {result.dense.strata[s]['summary']['utterances']} clips",
+            if result.best is not None:
+                b = result.compare(result.best, s)
+                ax.scatter(
+                    [b["e2e_ms"]],
+                    [b["wer_pct"]],
+                    facecolors="none",
+                    edgecolors="red",
+                    s=160,
+                    lw=2,
+                    label="winner",
+                )
+            ax.set_ylim(0, top * 1.04)
+            ax.set(
+                xlabel="median end-to-end ms per clip",
+                ylabel="WER (%)",
+                title=f"{s}: {result.dense.strata[s]['summary']['utterances']} clips",
+            )
+            ax.legend(fontsize=8)
+        fig.suptitle(
+            "Whisper encoder sparsification: (layer, sparsity) search, WER > top drawn at top"
         )
-        ax.legend(fontsize=8)
-    fig.suptitle("Whisper encoder sparsification: (layer, sparsity) search, WER > top drawn at top")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -18,7 +18,7 @@ from frugal.predict.features import (
     input_hessians,
     model_features,
 )
-from frugal.quantize import GPTQConfig, check_method, quantize_model
+from frugal.quantize import GPTQConfig, check_method, make_recipe, quantize
 from frugal.study.store import FP, StudyDB
 from frugal.tasks.subjects import Subject, SubjectConfig, load_subject
 
@@ -160,13 +160,10 @@ def _state(subject: Subject, db_path: str) -> ModelState:
 def measure_row(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> dict:
     model = subject.copy_model()
     t0 = time.perf_counter()
-    record = quantize_model(
+    record = quantize(
         model,
-        method,
-        fmt,
-        subject.pattern,
+        make_recipe(method, fmt, subject.pattern, gptq=cfg.gptq),
         subject.calibration if method != "rtn" else [],
-        gptq=cfg.gptq,
         stacks=subject.stacks,
     )
     tq = time.perf_counter() - t0

@@ -19,27 +19,30 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from frugal.nn import matching_linears
 from frugal.nn.batches import Batch
+from frugal.plotting import saved_figure
 from frugal.quantize import (
     GPTQConfig,
     QATConfig,
     check_method,
     input_hessians,
     local_objective,
+    make_recipe,
     mean_nll,
-    quantize_model,
+    quantize,
 )
 from frugal.sqlite_file import RowStore
+from frugal.stats import spearman
 from frugal.tasks.asr.calibration import WHISPER_BLOCKS
 from frugal.tasks.subjects import is_whisper
 
@@ -107,9 +110,9 @@ class StudyConfig:
 
 
 def _spearman(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
-        return None
-    return float(spearmanr(a, b).statistic)
+    """Spearman's ρ, or None (JSON null) where it is undefined."""
+    rho = spearman(a, b)
+    return None if math.isnan(rho) else rho
 
 
 class StudyStore:
@@ -326,18 +329,16 @@ def run_study(
                 )
 
             t0 = time.perf_counter()
-            record = quantize_model(
+            recipe = make_recipe(method, fmt, d.pattern, gptq=config.gptq, qat=config.qat)
+            if method == "qat":
+                recipe = dataclasses.replace(recipe, record_every=config.record_every)
+            record = quantize(
                 model,
-                method,
-                fmt,
-                d.pattern,
+                recipe,
                 d.calibration,
-                gptq=config.gptq,
-                qat=config.qat,
                 stacks=d.stacks,
                 on_block=(lambda _s, _i, t=trajectory: point(len(t))) if method == "gptq" else None,
                 on_step=(lambda step, _loss: point(step)) if method == "qat" else None,
-                record_every=config.record_every,
             )
             seconds = time.perf_counter() - t0
             row = {"format": fmt, "method": method, **score(model)}
@@ -418,22 +419,8 @@ def winners(rows: list[dict]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def plot(rows: list[dict], folder: str | Path) -> list[Path]:
     """PNGs: local vs global per method; loss along the line; objectives along optimization."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     fp = next(r for r in rows if r["method"] == "none")
     qrows = [r for r in rows if r["method"] != "none"]
@@ -441,49 +428,53 @@ def plot(rows: list[dict], folder: str | Path) -> list[Path]:
     colors = {"rtn": "tab:gray", "gptq": "tab:blue", "qat": "tab:red"}
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for r in qrows:
-        ax.scatter(r["local"], r["nll"] - fp["nll"], color=colors.get(r["method"], "k"))
-        ax.annotate(r["format"], (r["local"], r["nll"] - fp["nll"]), fontsize=7)
-    for m, c in colors.items():
-        ax.scatter([], [], color=c, label=m)
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("local objective on calibration data (Σ layer output MSE)")
-    ax.set_ylabel("held-out NLL increase (nats/token)")
-    ax.legend()
-    ax.set_title("local vs global objective")
-    paths.append(_save(fig, folder / "local_vs_global.png"))
+    with saved_figure(folder / "local_vs_global.png", figsize=(6.5, 4.5), dpi=120) as (_, ax):
+        for r in qrows:
+            ax.scatter(r["local"], r["nll"] - fp["nll"], color=colors.get(r["method"], "k"))
+            ax.annotate(r["format"], (r["local"], r["nll"] - fp["nll"]), fontsize=7)
+        for m, c in colors.items():
+            ax.scatter([], [], color=c, label=m)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("local objective on calibration data (Σ layer output MSE)")
+        ax.set_ylabel("held-out NLL increase (nats/token)")
+        ax.legend()
+        ax.set_title("local vs global objective")
+    paths.append(folder / "local_vs_global.png")
 
     n = len(formats)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6), squeeze=False)
-    for j, fmt in enumerate(formats):
-        for r in (r for r in qrows if r["format"] == fmt):
-            pts = [(0.0, fp["track_nll"], 0.0), (1.0, r["track_nll"], r["local"])]
-            pts += [(p["alpha"], p["global"], p["local"]) for p in r["line"]]
-            pts.sort()
-            a, g, loc = zip(*pts, strict=True)
-            axes[0][j].plot(a, g, "o-", color=colors[r["method"]], label=r["method"])
-            axes[1][j].plot(a, loc, "o-", color=colors[r["method"]], label=r["method"])
-        axes[0][j].set_title(fmt)
-        axes[1][j].set_xlabel("α (0 = full precision, 1 = result)")
-    axes[0][0].set_ylabel("global: NLL on track subset")
-    axes[1][0].set_ylabel("local objective")
-    axes[0][-1].legend()  # the last column is a format with every method
-    paths.append(_save(fig, folder / "line_fp_to_quantized.png"))
+    with saved_figure(
+        folder / "line_fp_to_quantized.png", 2, n, figsize=(3.2 * n, 6), squeeze=False, dpi=120
+    ) as (_, axes):
+        for j, fmt in enumerate(formats):
+            for r in (r for r in qrows if r["format"] == fmt):
+                pts = [(0.0, fp["track_nll"], 0.0), (1.0, r["track_nll"], r["local"])]
+                pts += [(p["alpha"], p["global"], p["local"]) for p in r["line"]]
+                pts.sort()
+                a, g, loc = zip(*pts, strict=True)
+                axes[0][j].plot(a, g, "o-", color=colors[r["method"]], label=r["method"])
+                axes[1][j].plot(a, loc, "o-", color=colors[r["method"]], label=r["method"])
+            axes[0][j].set_title(fmt)
+            axes[1][j].set_xlabel("α (0 = full precision, 1 = result)")
+        axes[0][0].set_ylabel("global: NLL on track subset")
+        axes[1][0].set_ylabel("local objective")
+        axes[0][-1].legend()  # the last column is a format with every method
+    paths.append(folder / "line_fp_to_quantized.png")
 
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
-    for j, fmt in enumerate(formats):
-        for r in (r for r in qrows if r["format"] == fmt and r["trajectory"]):
-            loc = [p["local"] for p in r["trajectory"]]
-            glob = [p["global"] for p in r["trajectory"]]
-            axes[0][j].plot(loc, glob, "o-", ms=3, color=colors[r["method"]], label=r["method"])
-        axes[0][j].set_title(fmt)
-        axes[0][j].set_xlabel("local objective")
-    axes[0][0].set_ylabel("global (track NLL)")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend()
-    paths.append(_save(fig, folder / "trajectories.png"))
+    with saved_figure(
+        folder / "trajectories.png", 1, n, figsize=(3.2 * n, 3.4), squeeze=False, dpi=120
+    ) as (_, axes):
+        for j, fmt in enumerate(formats):
+            for r in (r for r in qrows if r["format"] == fmt and r["trajectory"]):
+                loc = [p["local"] for p in r["trajectory"]]
+                glob = [p["global"] for p in r["trajectory"]]
+                axes[0][j].plot(loc, glob, "o-", ms=3, color=colors[r["method"]], label=r["method"])
+            axes[0][j].set_title(fmt)
+            axes[0][j].set_xlabel("local objective")
+        axes[0][0].set_ylabel("global (track NLL)")
+        if axes[0][-1].get_legend_handles_labels()[0]:
+            axes[0][-1].legend()
+    paths.append(folder / "trajectories.png")
     return paths
 
 

@@ -68,7 +68,7 @@ def predict_one(query: Query, store: str | Path, log=print) -> dict:
         query.method, names,
     )  # fmt: skip
     t0 = time.perf_counter()
-    delta, lo, hi = (float(a[0]) for a in pred.predict(np.array([x])))
+    delta, lo, hi = (float(a[0]) for a in pred.predict_interval(np.array([x])))
     predict_s = time.perf_counter() - t0
     fp_nll = next(
         (r["nll"] for r in rows if r["model"] == own and (r["format"], r["method"]) == FP), None

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from frugal.nn import QuantMatmul
+from frugal.plotting import saved_figure
 from frugal.train.lowprecision import LowPrecisionTrainer
 
 MODES = {"fp32": None, "flex16+5": "flex16+5", "fixed16_f8": "fixed16_f8"}
@@ -171,30 +172,27 @@ def summarize(runs: list[Curves]) -> list[dict]:
 
 
 def plot(runs: list[Curves], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = list(dict.fromkeys(r.task for r in runs))
-    fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
-    colors = {"fp32": "black", "flex16+5": "tab:blue", "fixed16_f8": "tab:red"}
-    for col, task in enumerate(tasks):
-        for r in (r for r in runs if r.task == task):
-            first = r.seed == min(x.seed for x in runs if x.task == task and x.mode == r.mode)
-            kw = {"color": colors[r.mode], "alpha": 0.8, "label": r.mode if first else None}
-            axes[0, col].plot(r.steps, r.train_loss, **kw)
-            axes[0, col].plot(r.steps, r.val_loss, linestyle="--", color=colors[r.mode], alpha=0.8)
-            axes[1, col].plot(r.steps, r.val_acc, **kw)
-        axes[0, col].set(
-            title=f"{task}: loss (solid train, dashed validation)", xlabel="step", yscale="log"
-        )
-        axes[1, col].set(title=f"{task}: validation accuracy", xlabel="step", ylim=(0, 1.02))
-        axes[0, col].legend()
-        axes[1, col].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, 2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False) as (
+        _,
+        axes,
+    ):
+        colors = {"fp32": "black", "flex16+5": "tab:blue", "fixed16_f8": "tab:red"}
+        for col, task in enumerate(tasks):
+            for r in (r for r in runs if r.task == task):
+                first = r.seed == min(x.seed for x in runs if x.task == task and x.mode == r.mode)
+                kw = {"color": colors[r.mode], "alpha": 0.8, "label": r.mode if first else None}
+                axes[0, col].plot(r.steps, r.train_loss, **kw)
+                axes[0, col].plot(
+                    r.steps, r.val_loss, linestyle="--", color=colors[r.mode], alpha=0.8
+                )
+                axes[1, col].plot(r.steps, r.val_acc, **kw)
+            axes[0, col].set(
+                title=f"{task}: loss (solid train, dashed validation)", xlabel="step", yscale="log"
+            )
+            axes[1, col].set(title=f"{task}: validation accuracy", xlabel="step", ylim=(0, 1.02))
+            axes[0, col].legend()
+            axes[1, col].legend()
     return path
 
 

@@ -115,10 +115,18 @@ def teacher_batches(
 
 
 @torch.inference_mode()
-def heldout_wer(asr: WhisperASR, utterances: Sequence[Utterance], batch_size: int = 8) -> WERResult:
-    """Corpus WER (%) of greedy (lean) transcripts of the utterances, decoded in batches."""
+def heldout_wer(
+    asr: WhisperASR,
+    utterances: Sequence[Utterance],
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    encoder=None,
+) -> WERResult:
+    """Corpus WER (%) of greedy (lean) transcripts of the utterances, decoded in batches;
+    `max_new_tokens` caps a broken model's loops, `encoder` replaces the dense encoder."""
     utts = list(utterances)
-    tr = Transcriber(asr, DecodeOptions(batch_size=batch_size))
+    opts = DecodeOptions(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    tr = Transcriber(asr, opts, encoder=encoder)
     hyps = [t.text for t in tr.transcribe([u.load() for u in utts])]
     return wer([u.text for u in utts], hyps)
 

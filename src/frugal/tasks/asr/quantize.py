@@ -10,7 +10,7 @@ from frugal.data.datasets import Utterance
 from frugal.models.whisper import WhisperASR
 from frugal.nn import QuantConfig, rtn_weights
 from frugal.nn.artifact import save_packed_model, write_quant_record
-from frugal.quantize import GPTQConfig, QATConfig, check_method, quantize_model
+from frugal.quantize import GPTQConfig, QATConfig, check_method, make_recipe, quantize
 from frugal.quantize.methods import summarize_modules
 from frugal.tasks.asr.calibration import WHISPER_BLOCKS, WHISPER_STACKS, teacher_batches
 
@@ -34,9 +34,8 @@ def quantize_whisper(
     if vocab_format is not None:
         check_method("rtn", vocab_format)
     batches = teacher_batches(asr, calibration, batch_size) if method != "rtn" else []
-    record = quantize_model(
-        asr.model, method, fmt, pattern, batches, gptq=gptq, qat=qat, stacks=WHISPER_STACKS
-    )
+    recipe = make_recipe(method, fmt, pattern, gptq=gptq, qat=qat)
+    record = quantize(asr.model, recipe, batches, stacks=WHISPER_STACKS)
     if vocab_format is not None:
         vocab = rtn_weights(asr.model, QuantConfig.weights_only(vocab_format, "proj_out"))
         record["modules"].update(vocab)
