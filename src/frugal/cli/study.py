@@ -68,8 +68,8 @@ def study_ptq_vs_qat(
     try:
         cfg = StudyConfig(
             model=model,
-            formats=[f.strip() for f in formats.split(",") if f.strip()],
-            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            formats=list(csv_list(formats)),
+            methods=list(csv_list(methods)),
             data=data,
             budget=budget,
             seed=seed,

@@ -36,12 +36,12 @@ def check_method(method: str, fmt: str) -> None:
 
 
 @dataclass(frozen=True)
-class RTNRecipe:
-    """Round-to-nearest: each matching module's weight rounded to `format`; no data."""
+class _Recipe:
+    """What every recipe names: the weight format and the glob of modules to quantize."""
 
     format: str
     pattern: str = "*"
-    method: ClassVar[str] = "rtn"
+    method: ClassVar[str] = ""
     version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
@@ -52,45 +52,40 @@ class RTNRecipe:
 
 
 @dataclass(frozen=True)
-class GPTQRecipe:
+class RTNRecipe(_Recipe):
+    """Round-to-nearest: each matching module's weight rounded to `format`; no data."""
+
+    method: ClassVar[str] = "rtn"
+
+
+@dataclass(frozen=True)
+class GPTQRecipe(_Recipe):
     """GPTQ block by block over the model's `stacks` (or all at once); `offload` keeps the
     captured activations on the CPU."""
 
-    format: str
-    pattern: str = "*"
     gptq: GPTQConfig = field(default_factory=GPTQConfig)
     offload: bool = False
     method: ClassVar[str] = "gptq"
-    version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        check_method(self.method, self.format)
+        super().__post_init__()
         if isinstance(self.gptq, dict):
             object.__setattr__(self, "gptq", GPTQConfig(**self.gptq))
 
-    def to_dict(self) -> dict:
-        return {"method": self.method, "version": self.version, **asdict(self)}
-
 
 @dataclass(frozen=True)
-class QATRecipe:
+class QATRecipe(_Recipe):
     """Quantization-aware training of the matching weights (straight-through rounding);
     `record_every` steps the training loss is kept in the record (0: never)."""
 
-    format: str
-    pattern: str = "*"
     qat: QATConfig = field(default_factory=QATConfig)
     record_every: int = 0
     method: ClassVar[str] = "qat"
-    version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        check_method(self.method, self.format)
+        super().__post_init__()
         if isinstance(self.qat, dict):
             object.__setattr__(self, "qat", QATConfig(**self.qat))
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "version": self.version, **asdict(self)}
 
 
 Recipe = RTNRecipe | GPTQRecipe | QATRecipe
