@@ -134,7 +134,9 @@ class RowStore(SQLiteFile):
     ) -> int:
         """Once, into an empty store: a JSONL file of earlier versions (line 1 the header,
         then one row per line; a line torn by a kill is dropped). The header's config (by
-        `config_of`) becomes the stored one; returns the rows imported."""
+        `config_of`) becomes the stored one; rows and config land in one transaction, so a
+        kill mid-import leaves the store empty and the next open imports again. Returns the
+        rows imported."""
         if self.get_meta("config") is not None or len(self) or not path.is_file():
             return 0
         lines = [line for line in path.read_text().splitlines() if line.strip()]
@@ -148,10 +150,18 @@ class RowStore(SQLiteFile):
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-        for row in rows:
-            self.put(key_of(row), row)
-        self.set_meta("config", config_of(head))
-        self.set_meta("imported_from", {"path": str(path), "rows": len(rows), **head})
+        imported = {"path": str(path), "rows": len(rows), **head}
+        meta = {"config": config_of(head), "imported_from": imported}
+        now = time.time()
+        with self.con:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO rows (key, row, created) VALUES (?, ?, ?)",
+                [(key_of(row), json.dumps(row), now) for row in rows],
+            )
+            self.con.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()],
+            )
         return len(rows)
 
 

@@ -82,9 +82,9 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """`workers` == 1: run here, one after another; more: that many spawned processes, each
-    holding its own copy of the problem and an equal share of the CPU threads (`threads`
-    each when given; then also here with one worker)."""
+    """`workers` == 1: run here, one after another (on `threads` torch threads when given);
+    more: that many spawned processes, each holding its own copy of the problem and an
+    equal share of the CPU threads (`threads` each when given)."""
 
     def __init__(self, problem: Problem | None = None, workers: int = 1, threads: int = 0):
         super().__init__(problem)
@@ -94,8 +94,10 @@ class LocalExecutor(Executor):
         self._pool = None
         self._in_process = workers == 1
         if workers == 1:
-            if threads:
-                _set_threads(threads)
+            if threads:  # this process: torch's own pool only (children keep their env)
+                import torch
+
+                torch.set_num_threads(threads)
         else:
             ctx = multiprocessing.get_context("spawn")
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
