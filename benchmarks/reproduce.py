@@ -9,7 +9,9 @@ Slices (each a few minutes at most on 2 cores):
 - collect: tiny.en int4_g128 RTN of the prediction study (NLL, WER) into a fresh store;
 - search: the search benchmark's runs for a few (problem, algorithm) pairs at seed 0 (the
   hypervolume curve and the measurements to 95/99%, exact);
-- savings: the packed file sizes of tiny.en int8 / int4 RTN (bytes, exact).
+- savings: the packed file sizes of tiny.en int8 / int4 RTN (bytes, exact);
+- predict: the prediction report from the committed store (every pooled metric of every
+  predictor x feature set x grouping, and the importances; exact).
 
 NLLs are compared within a relative 1e-5: they are float32 sums over up to 16k tokens whose
 GEMMs may be blocked differently with other thread counts (a float32 GEMM reorders sums
@@ -20,7 +22,7 @@ issue #19 (a5f1ac9) and from the commits that wrote those results (75265e5) alik
 same WER — so that difference is the host's floating point, not a change of code; the
 script reports it as DIFF rather than widen the tolerance to hide it.
 
-    python benchmarks/reproduce.py [--only sparsify,ptq,collect,search,savings]
+    python benchmarks/reproduce.py [--only sparsify,ptq,collect,search,savings,predict]
 """
 
 from __future__ import annotations
@@ -44,10 +46,14 @@ def check(slice_: str, what: str, stored, rerun, rtol: float = 0.0) -> None:
         ok = math.isclose(stored, rerun, rel_tol=rtol)
         shown = f"stored {stored!r} rerun {rerun!r} (relative {rerun / stored - 1:+.1e})"
     else:
-        ok = stored == rerun
+        ok = stored == rerun or _both_nan(stored, rerun)
         shown = f"stored {_short(stored)} rerun {_short(rerun)}"
     rows.append((slice_, what, stored, rerun, ok))
     print(f"{'ok ' if ok else 'DIFF'} {slice_:9s} {what}: {shown}", flush=True)
+
+
+def _both_nan(a, b) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
 def _short(x) -> str:
@@ -166,8 +172,28 @@ def savings_slice() -> None:
               sizes[f"frugal {name} (model.safetensors)"], got)  # fmt: skip
 
 
+def predict_slice() -> None:
+    import shutil
+
+    from frugal.predict.report import run_report
+    from frugal.study.store import StudyDB
+
+    folder = RESULTS / "predict"
+    stored = json.loads((folder / "report.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(folder / "study.sqlite", Path(tmp) / "study.sqlite")
+        with StudyDB(Path(tmp) / "study.sqlite") as db:
+            measurements, features = db.measurements(), db.features()
+        run_report(measurements, features, Path(tmp) / "r")
+        report = json.loads((Path(tmp) / "r" / "report.json").read_text())
+    for key, ev in stored["evaluations"].items():  # the whole report: every pooled metric
+        for metric, value in ev["pooled"].items():
+            check("predict", f"{key} {metric}", value, report["evaluations"][key]["pooled"][metric])
+    check("predict", "importances", stored["importances"], report["importances"])
+
+
 SLICES = {"sparsify": sparsify_slice, "ptq": ptq_slice, "collect": collect_slice,
-          "search": search_slice, "savings": savings_slice}  # fmt: skip
+          "search": search_slice, "savings": savings_slice, "predict": predict_slice}  # fmt: skip
 
 
 def main() -> None:
