@@ -2,14 +2,15 @@
 what docs/results holds: a check that a refactoring changed no result (issue #19).
 
 Slices (each a few minutes at most on 2 cores):
-- sparsify: dense tiny.en and the committed winner's setting on the first short utterances:
-  per-utterance word errors against the search store (exact);
+- sparsify: dense tiny.en and the committed winner's setting on the first short utterances
+  and the first 20-30 s clips: per-clip word errors against the search store (exact);
 - ptq-vs-qat: the tiny.en study's full-precision and mxint4 RTN rows (NLL, track NLL, WER,
   local objective) from the committed config, with formats/methods cut to that one row;
 - collect: tiny.en int4_g128 RTN of the prediction study (NLL, WER) into a fresh store;
 - search: the search benchmark's runs for a few (problem, algorithm) pairs at seed 0 (the
   hypervolume curve and the measurements to 95/99%, exact);
 - savings: the packed file sizes of tiny.en int8 / int4 RTN (bytes, exact);
+- recording: frugal fp32's text of the savings benchmark's first 4-minute recording (exact);
 - predict: the prediction report from the committed store (every pooled metric of every
   predictor x feature set x grouping, and the importances; exact).
 
@@ -22,7 +23,7 @@ issue #19 (a5f1ac9) and from the commits that wrote those results (75265e5) alik
 same WER — so that difference is the host's floating point, not a change of code; the
 script reports it as DIFF rather than widen the tolerance to hide it.
 
-    python benchmarks/reproduce.py [--only sparsify,ptq,collect,search,savings,predict]
+    python benchmarks/reproduce.py [--only sparsify,ptq,collect,search,savings,recording,predict]
 """
 
 from __future__ import annotations
@@ -60,12 +61,15 @@ def _short(x) -> str:
     """A long list as its length and ends (the comparison itself is exact)."""
     if isinstance(x, list) and len(x) > 10:
         return f"[{len(x)} values: {x[0]!r}, ... {x[-1]!r}]"
+    if isinstance(x, str) and len(x) > 80:
+        return f"{x[:40]!r}... ({len(x)} characters)"
     return repr(x)
 
 
-def sparsify_slice(n: int = 8) -> None:
+def sparsify_slice(n: int = 8, n_long: int = 2) -> None:
     import frugal
     from frugal.data import SpeechDataset
+    from frugal.data.datasets import join_utterances
     from frugal.sparsify import SparsifyConfig, sparse_encoder
     from frugal.sparsify.search import PointStore
     from frugal.tasks.asr import DecodeOptions, evaluate
@@ -79,16 +83,20 @@ def sparsify_slice(n: int = 8) -> None:
             points = store.points
     asr = frugal.load("tiny.en")
     data = frugal.datasets.builtin_speech()
-    short = SpeechDataset("slice", list(data)[:n])
+    strata = {  # as `frugal sparsify search` builds them: short clips, 20-30 s joined ones
+        "short": SpeechDataset("slice", list(data)[:n]),
+        "long": SpeechDataset("slice", list(join_utterances(data, 20.0, 30.0))[:n_long]),
+    }
     winner = {**best, "guard": False}
     for label, config in (("dense", None), ("winner", winner)):
         point = next(p for p in points if p.config == config)
         encoder = sparse_encoder(SparsifyConfig(**config)) if config else None
-        res = evaluate(asr, short, DecodeOptions(batch_size=1), warmup=0, progress=False,
-                       nll=False, encoder=encoder)  # fmt: skip
-        stored = point.strata["short"]["errors"][:n]
-        check("sparsify", f"{label} word errors, first {n} short", stored,
-              [r.word_errors for r in res.ok_rows])  # fmt: skip
+        for name, clips in strata.items():
+            res = evaluate(asr, clips, DecodeOptions(batch_size=1), warmup=0, progress=False,
+                           nll=False, encoder=encoder)  # fmt: skip
+            stored = point.strata[name]["errors"][: len(clips)]
+            check("sparsify", f"{label} word errors, first {len(clips)} {name}", stored,
+                  [r.word_errors for r in res.ok_rows])  # fmt: skip
 
 
 def _key(row: dict) -> str:
@@ -172,6 +180,28 @@ def savings_slice() -> None:
               sizes[f"frugal {name} (model.safetensors)"], got)  # fmt: skip
 
 
+def recording_slice() -> None:
+    """The first multi-minute recording of the savings benchmark (held-out utterances joined
+    with 0.4 s pauses into >= 240 s), transcribed by frugal fp32 with sequential long-form
+    decoding on 2 threads as there: the text must be the committed hypothesis."""
+    import torch
+
+    import frugal
+    from frugal.data.datasets import join_utterances
+    from frugal.tasks.asr import DecodeOptions, Transcriber
+    from frugal.tasks.asr.calibration import split_calibration
+
+    stored = json.loads((RESULTS / "savings" / "tiny_recordings.json").read_text())
+    hyps = stored["strata"]["recordings"]["hypotheses"]["frugal fp32"]
+    torch.set_num_threads(stored["threads"])
+    _, held = split_calibration(frugal.datasets.builtin_speech(), 32, seed=0)
+    first = next(iter(join_utterances(list(held), 240.0, None, 0.4)))
+    audio = first.load()
+    text = Transcriber(frugal.load("tiny.en"), DecodeOptions(batch_size=1)).transcribe([audio])
+    check("recording", f"fp32 text of a {len(audio) / 16000:.0f} s recording", hyps[0],
+          text[0].text)  # fmt: skip
+
+
 def predict_slice() -> None:
     import shutil
 
@@ -193,7 +223,8 @@ def predict_slice() -> None:
 
 
 SLICES = {"sparsify": sparsify_slice, "ptq": ptq_slice, "collect": collect_slice,
-          "search": search_slice, "savings": savings_slice, "predict": predict_slice}  # fmt: skip
+          "search": search_slice, "savings": savings_slice, "recording": recording_slice,
+          "predict": predict_slice}  # fmt: skip
 
 
 def main() -> None:
