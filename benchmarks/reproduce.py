@@ -12,7 +12,9 @@ Slices (each a few minutes at most on 2 cores):
 - savings: the packed file sizes of tiny.en int8 / int4 RTN (bytes, exact);
 - recording: frugal fp32's text of the savings benchmark's first 4-minute recording (exact);
 - predict: the prediction report from the committed store (every pooled metric of every
-  predictor x feature set x grouping, and the importances; exact).
+  predictor x feature set x grouping, and the importances; exact);
+- faithfulness: tiny.en's greedy tokens against CTranslate2's fp32 on the whole built-in set
+  (175 utterances; the test suite checks one per voice), every utterance identical.
 
 NLLs are compared within a relative 1e-5: they are float32 sums over up to 16k tokens whose
 GEMMs may be blocked differently with other thread counts (a float32 GEMM reorders sums
@@ -23,7 +25,7 @@ issue #19 (a5f1ac9) and from the commits that wrote those results (75265e5) alik
 same WER — so that difference is the host's floating point, not a change of code; the
 script reports it as DIFF rather than widen the tolerance to hide it.
 
-    python benchmarks/reproduce.py [--only sparsify,ptq,collect,search,savings,recording,predict]
+    python benchmarks/reproduce.py [--only sparsify,ptq,...,predict,faithfulness]
 """
 
 from __future__ import annotations
@@ -222,9 +224,36 @@ def predict_slice() -> None:
     check("predict", "importances", stored["importances"], report["importances"])
 
 
+def faithfulness_slice() -> None:
+    """Greedy tokens of frugal's tiny.en and CTranslate2's fp32 on every built-in utterance."""
+    import ctranslate2
+
+    import frugal
+    from frugal.models.registry import CHECKPOINTS
+    from frugal.tasks.asr import DecodeOptions, Transcriber
+
+    asr = frugal.load("tiny.en")
+    ct2 = ctranslate2.models.Whisper(str(CHECKPOINTS["tiny.en"].folder()), device="cpu",
+                                     compute_type="float32", intra_threads=2)  # fmt: skip
+    tr = Transcriber(asr, DecodeOptions(batch_size=8))
+    utts, differ = list(frugal.datasets.builtin_speech()), []
+    for start in range(0, len(utts), 8):
+        audios = [u.load() for u in utts[start : start + 8]]
+        feats = ctranslate2.StorageView.from_array(tr.features(audios).numpy())
+        ref = ct2.generate(feats, [asr.prompt_ids()] * len(audios), beam_size=1,
+                           suppress_blank=True, suppress_tokens=[-1], max_length=448)  # fmt: skip
+        ours = tr.decode_windows(audios).tokens
+        differ += [
+            u.id
+            for u, a, b in zip(utts[start : start + 8], ours, ref, strict=True)
+            if a != b.sequences_ids[0]
+        ]
+    check("faithful", f"utterances whose tokens differ from CT2's (of {len(utts)})", [], differ)
+
+
 SLICES = {"sparsify": sparsify_slice, "ptq": ptq_slice, "collect": collect_slice,
           "search": search_slice, "savings": savings_slice, "recording": recording_slice,
-          "predict": predict_slice}  # fmt: skip
+          "predict": predict_slice, "faithfulness": faithfulness_slice}  # fmt: skip
 
 
 def main() -> None:

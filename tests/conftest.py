@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,23 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 import frugal
 from frugal.models.registry import CHECKPOINTS
 
-torch.set_num_threads(2)
+
+def _test_threads() -> int:
+    """torch threads for this test process: OMP_NUM_THREADS when set (honoured even above
+    the core count, which torch alone would cap), else the usable cores shared among
+    pytest-xdist's workers."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, cores // workers)
+
+
+TEST_THREADS = _test_threads()
+torch.set_num_threads(TEST_THREADS)
+# Ray starts its workers at niceness 15: beside another test process (pytest-xdist) they
+# would wait for the CPU most of the time; tests run them at normal priority
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 def write_ct2(

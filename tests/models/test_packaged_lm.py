@@ -60,5 +60,7 @@ def test_smollm2_converts_once_answers_and_sits_on_the_q4_1_grid(monkeypatch, tm
     data = json.loads(record.read_text())
     data["source"]["version"] = "0.0.0"
     record.write_text(json.dumps(data))
+    converted = []  # the conversion itself ran above; here only the decision to run it again
+    monkeypatch.setattr(packaged_lm, "_convert", lambda *a: converted.append(a[0].name))
     packaged_lm_folder("smollm2-135m", log=logs.append)
-    assert len(logs) == 2
+    assert len(logs) == 2 and converted == ["smollm2-135m"]

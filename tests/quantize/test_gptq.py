@@ -8,6 +8,7 @@ import torch
 from frugal.formats import get_format
 from frugal.quantize import GPTQConfig, Hessian, gptq_weight, output_error
 from frugal.quantize.gptq import HessianCollector
+from tests.tolerance import assert_matmul_close, gamma
 
 
 def correlated_inputs(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -57,7 +58,9 @@ def test_gptq_beats_rtn_on_random_layers(name):
     rtn = output_error(fmt.quantize(w) - w, h)
     res = gptq_weight(w, h, fmt)
     assert res.error < 0.8 * rtn
-    assert res.error == pytest.approx(output_error(res.weight - w, h), rel=1e-4)
+    # the reported error sums 128·256 positive fp32 terms: within γ_n of the float64 value
+    exact = output_error((res.weight - w).double(), h.double())
+    assert res.error == pytest.approx(exact, rel=gamma(w.numel()))
 
 
 @pytest.mark.parametrize("name", ["int4_g16", "mxint4_b16", "fp4", "int4_pc", "int4_g7", "nf4_b12"])
@@ -136,8 +139,8 @@ def test_collector_shares_hessians_of_one_input():
         hc.next_batch()
     m = hc.matrices()
     assert m["q"] is m["k"] and m["q"] is not m["o"]
-    assert torch.allclose(m["q"], 2 * x.t() @ x / 5, atol=1e-5)
-    assert torch.allclose(m["o"], 2 * y.t() @ y / 5, atol=1e-5)
+    assert_matmul_close(m["q"], x.t(), x, scale=2 / 5)
+    assert_matmul_close(m["o"], y.t(), y, scale=2 / 5)
 
 
 def test_blocked_hessian_equals_the_full_product():
@@ -145,8 +148,7 @@ def test_blocked_hessian_equals_the_full_product():
     h = Hessian(2500)
     h.add(x[:100])
     h.add(x[100:])
-    full = 2 * x.double().t() @ x.double() / 300
-    assert torch.allclose(h.matrix.double(), full, rtol=1e-4, atol=1e-3)
+    assert_matmul_close(h.matrix, x.t(), x, scale=2 / 300)  # any blocking, any order
     assert torch.equal(h.matrix, h.matrix.t())
 
 

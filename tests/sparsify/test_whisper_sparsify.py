@@ -16,6 +16,13 @@ from frugal.tasks.asr import states as enc_states
 from frugal.tasks.asr.guard import LoopGuard
 from frugal.tasks.asr.longform import LongFormOptions
 from frugal.tasks.asr.quantize import quantize_whisper
+from tests.tolerance import (
+    NETWORK_MAX_U,
+    U32,
+    U64,
+    assert_fp32_network_close,
+    assert_fp32_pair_close,
+)
 
 SR = 16000
 
@@ -86,22 +93,51 @@ def test_sparsity_zero_is_dense_exactly(tiny_en, feats):
     )
 
 
+def _near_cut(scores64: torch.Tensor, audio: int, cfg: SparsifyConfig, u: float):
+    """Frames of one window whose float64 score lies within twice the network allowance
+    (tests/tolerance.py, unit roundoff u) of the score that decides their pool's cut (audio,
+    padding): a correct run in precision u may keep or drop exactly these differently."""
+    keep_a, keep_p = cfg.kept(len(scores64), audio)
+    delta = 2 * NETWORK_MAX_U * u * float(scores64.abs().max())
+    near = set()
+    for offset, pool, k in ((0, scores64[:audio], keep_a), (audio, scores64[audio:], keep_p)):
+        if 0 < k < len(pool):
+            cut = (pool.topk(k + 1).values[k - 1 :].sum() / 2).item()
+            near |= {offset + int(j) for j in torch.nonzero((pool - cut).abs() <= delta)}
+    return near
+
+
 def test_batched_unequal_lengths_equal_one_by_one(tiny_en, mixed):
     """Rows of one batch keep different frame counts (padded and masked); each equals its
-    window encoded alone, as far as float32 allows: both are compared with a float64 run."""
+    window encoded alone. In float64 exactly the same frames are kept and the outputs agree to
+    float64's allowance; in float32 (1500 scores a few 1e-5 apart) the kept frames differ from
+    float64's at most among near-ties of the cut, and where they agree the outputs are within
+    fp32's network allowance of the float64 ones."""
     feats, _ = mixed
     cfg = SparsifyConfig(1, 0.3)
-    batched, kept_b = sparse_encode(tiny_en, feats, cfg, return_kept=True)
     asr64 = frugal.load("tiny.en")
     asr64.model.double()
+    feats64 = feats.double()
+    scores64 = frame_scores(asr64, feats64, cfg)
+    audio = audio_frames(feats)
+    batched64, kept_b64 = sparse_encode(asr64, feats64, cfg, return_kept=True)
+    batched, kept_b = sparse_encode(tiny_en, feats, cfg, return_kept=True)
+    same = 0
     for i in range(3):
+        assert not _near_cut(scores64[i], audio[i], cfg, U64), i  # float64 has no near-tie
+        ref, kept64 = sparse_encode(asr64, feats64[i : i + 1], cfg, return_kept=True)
+        n = kept64.shape[1]
+        assert torch.equal(kept_b64[i, :n], kept64[0])
+        assert_fp32_network_close(batched64[i, :n], ref[0], f"float64 row {i}", u=U64)
+        near = _near_cut(scores64[i], audio[i], cfg, U32)
+        want = set(kept64[0].tolist())
         alone, kept = sparse_encode(tiny_en, feats[i : i + 1], cfg, return_kept=True)
-        ref, kept64 = sparse_encode(asr64, feats[i : i + 1].double(), cfg, return_kept=True)
-        n = kept.shape[1]
-        assert torch.equal(kept_b[i, :n], kept[0]) and torch.equal(kept64, kept)
-        err_alone = (alone[0].double() - ref[0]).abs().max()
-        err_batched = (batched[i, :n].double() - ref[0]).abs().max()
-        assert err_batched <= 8 * err_alone, (i, err_batched, err_alone)
+        for got, out in ((kept[0], alone[0]), (kept_b[i, :n], batched[i, :n])):
+            assert set(got.tolist()) ^ want <= near, (i, sorted(set(got.tolist()) ^ want))
+            if torch.equal(got, kept64[0]):
+                same += 1
+                assert_fp32_network_close(out, ref[0], f"float32 row {i}")
+    assert same >= 1  # the outputs were compared at least once
 
 
 def test_attention_score_equals_eager_probabilities(tiny_en, feats):
@@ -115,11 +151,9 @@ def test_attention_score_equals_eager_probabilities(tiny_en, feats):
     for k, stride in ((1, 8), (2, 1)):
         ref = att[k][:, :, ::stride].mean(dim=(1, 2))
         ours = frame_scores(tiny_en, feats[:2], SparsifyConfig(k, 0.5, query_stride=stride))
-        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-7)
+        assert_fp32_pair_close(ours, ref, f"layer {k}, stride {stride}")
     cum = frame_scores(tiny_en, feats[:2], SparsifyConfig(2, 0.5, "attention_cumulative", 1))
-    torch.testing.assert_close(
-        cum, sum(att[i].mean(dim=(1, 2)) for i in range(3)), rtol=1e-4, atol=1e-7
-    )
+    assert_fp32_pair_close(cum, sum(att[i].mean(dim=(1, 2)) for i in range(3)), "cumulative")
 
 
 def test_transcripts_batched_equal_one_by_one(tiny_en, builtin):
@@ -156,7 +190,7 @@ def test_a_guard_that_fires_gives_the_dense_transcript(tiny_en, builtin):
     guard sends back is decoded exactly as the dense model decodes it, and is counted."""
     cfg = SparsifyConfig(0, 0.9)  # drops 90% of the speech
     short = [builtin[i].load() for i in (1, 2, 3)]
-    long = [join_utterances(builtin[10:40], 45.0)[0].load()]
+    long = [join_utterances(builtin[10:40], 34.0)[0].load()]  # two windows
     for mode, audio in (("short", short), ("sequential", long), ("batched", long)):
         opts = DecodeOptions(batch_size=4)
         if mode != "short":
@@ -277,10 +311,11 @@ def test_paired_bootstrap_interval_covers_the_true_difference():
 
 
 def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
-    strata = {"short": builtin.take(2), "long": join_utterances(builtin[:10], 20.0, 30.0).take(1)}
+    # any two strata exercise the store; the second is one 8-12 s clip to keep the test short
+    strata = {"short": builtin.take(2), "long": join_utterances(builtin[:10], 8.0, 12.0).take(1)}
     seen = []
     kwargs = dict(
-        layers=[1], sparsities=[0.0, 0.8], baselines=["stride"], warmup=0, progress=seen.append
+        layers=[1], sparsities=[0.0, 0.4], baselines=["stride"], warmup=0, progress=seen.append
     )
     first = run_search(tiny_en, strata, tmp_path, **kwargs)
     store = PointStore(tmp_path / "search.sqlite")
@@ -368,17 +403,19 @@ def test_cli_sparsify_accepts_every_documented_form(tmp_path):
         assert res.exit_code == 2 and msg in res.output, (spec, res.output)
 
 
-def test_cli_sparsify_search_on_both_strata(tmp_path):
+def test_cli_sparsify_search_on_both_strata(tmp_path, builtin):
     from typer.testing import CliRunner
 
     from frugal.cli import app
 
     runner = CliRunner()
-    args = ["sparsify", "search", "--limit", "2", "--long-limit", "1", "--layers", "1"]
-    args += ["--sparsities", "0", "--baselines", "", "--out", str(tmp_path)]
+    longs = tmp_path / "long.jsonl"  # --long-data: one built-in clip stands in for a long one
+    longs.write_text(json.dumps({"audio": str(builtin[5].audio_path), "text": builtin[5].text}))
+    args = ["sparsify", "search", "--limit", "2", "--long-data", str(longs), "--layers", "1"]
+    args += ["--sparsities", "0", "--baselines", "", "--out", str(tmp_path / "s")]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    best = json.loads((tmp_path / "best.json").read_text())
+    best = json.loads((tmp_path / "s" / "best.json").read_text())
     assert set(best["strata"]) == {"short", "long"}
     assert "short" in res.output and "long" in res.output
     for bad, msg in ((["--strata", "medium"], "--strata takes"), (["--rule", "x"], "keep rule")):

@@ -75,27 +75,29 @@ def test_collect_refuses_other_data_settings_and_records_failures(lms, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["processes", "ray"])
-def test_parallel_collection_equals_serial(lms, tmp_path, where):
-    """Two local worker processes, or two Ray actors, store the rows one process would."""
-    ray_address = None
-    if where == "ray":
-        pytest.importorskip("ray")
-        ray_address = "local"
+def test_parallel_collection_equals_serial(lms, tmp_path):
+    """Two local worker processes, and two Ray actors, store the rows one process would."""
+    import ray  # noqa: F401  (in the locked environment: a missing install fails here)
+
     serial = tmp_path / "serial.sqlite"
-    parallel = tmp_path / "parallel.sqlite"
     collect(config(lms[:2], FORMATS[:1], with_features=False), serial, log=lambda m: None)
-    collect(
-        config(lms[:2], FORMATS[:1], with_features=False, workers=2, threads=1),
-        parallel, log=lambda m: None, ray_address=ray_address,
-    )  # fmt: skip
-    with StudyDB(serial) as a, StudyDB(parallel) as b:
-        ra, rb = a.measurements(), b.measurements()
-    assert [(r["model"], r["format"], r["method"]) for r in ra] == [
-        (r["model"], r["format"], r["method"]) for r in rb
-    ]
-    for x, y in zip(ra, rb, strict=True):
-        assert x["nll"] == pytest.approx(y["nll"], rel=1e-5)
+    with StudyDB(serial) as a:
+        ra = a.measurements()
+    for where, ray_address in (("processes", None), ("ray", "local")):
+        parallel = tmp_path / f"{where}.sqlite"
+        collect(
+            config(lms[:2], FORMATS[:1], with_features=False, workers=2, threads=1),
+            parallel, log=lambda m: None, ray_address=ray_address,
+        )  # fmt: skip
+        with StudyDB(parallel) as b:
+            rb = b.measurements()
+        assert [(r["model"], r["format"], r["method"]) for r in ra] == [
+            (r["model"], r["format"], r["method"]) for r in rb
+        ], where
+        for x, y in zip(ra, rb, strict=True):
+            # other processes, other thread counts: float32 NLLs of a 2-layer LM over a few
+            # hundred tokens agree far inside 1e-5 relative (fp32 sums err ~1e-7 per term)
+            assert x["nll"] == pytest.approx(y["nll"], rel=1e-5), where
 
 
 def test_cli_collect_report_and_predict(lms, tmp_path):

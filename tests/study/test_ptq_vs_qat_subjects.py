@@ -92,7 +92,7 @@ def test_a_store_written_before_the_new_fields_still_resumes(tmp_path):
 def test_whisper_study_held_out_by_voice(tmp_path):
     cfg = study.StudyConfig(
         formats=["mxint3"], methods=["rtn"], split="voice", heldout_voices=11, budget=4, heldout=3,
-        track_examples=1, wer=True, threads=2,
+        track_examples=1, wer=True,
     )  # fmt: skip
     rows = study.run_study(cfg, tmp_path, log=lambda m: None)
     fp, rtn = rows

@@ -40,8 +40,8 @@ def test_teacher_batches_score_what_evaluate_scores(tiny_en, builtin):
     assert mean_nll(tiny_en.model, batches) == pytest.approx(per_token, rel=1e-4)
 
 
-def test_gptq_on_whisper_lowers_local_error_and_reloads(builtin, tmp_path):
-    asr = frugal.load("tiny.en")
+def test_gptq_on_whisper_lowers_local_error_and_reloads(builtin, tmp_path, small_ct2_folder):
+    asr = frugal.load(str(small_ct2_folder))  # a random 2+2-layer Whisper: GPTQ's arithmetic
     calib = [builtin[i] for i in (3, 4)]
     batches = teacher_batches(asr, calib, 2)
     names = [n for n, m in asr.model.named_modules() if isinstance(m, torch.nn.Linear)]
@@ -51,7 +51,7 @@ def test_gptq_on_whisper_lowers_local_error_and_reloads(builtin, tmp_path):
     rtn = copy.deepcopy(asr)
     quantize_whisper(rtn, "mxint4", "rtn")
     rec = quantize_whisper(asr, "mxint4", "gptq", calib)
-    assert rec["calibration_examples"] == 2 and len(rec["modules"]) == 64
+    assert rec["calibration_examples"] == 2 and len(rec["modules"]) == len(names) == 32
     assert local_objective(asr.model, ref, hess) < 0.5 * local_objective(rtn.model, ref, hess)
     again = frugal.load(save_quantized(asr, tmp_path / "g"))
     assert again.source["quantization"]["method"] == "gptq"
@@ -84,13 +84,15 @@ def test_cli_quantize_methods(tmp_path):
 
 
 @pytest.mark.slow
-def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
+def test_study_runs_resumes_and_reports(tmp_path, monkeypatch, small_ct2_folder):
+    """The whole study on a random 2+2-layer Whisper with tiny.en's tokenizer (the study's
+    arithmetic does not depend on the model's size; tiny.en runs in the voice-split test)."""
     from frugal.quantize import QATConfig
     from frugal.study import ptq_vs_qat as study
 
     cfg = study.StudyConfig(
-        formats=["mxint3"], budget=2, heldout=2, track_examples=1, batch_size=2,
-        qat=QATConfig(steps=2), record_every=1, threads=2,
+        model=str(small_ct2_folder), formats=["mxint3"], budget=2, heldout=2, track_examples=1,
+        batch_size=2, qat=QATConfig(steps=2), record_every=1,
     )  # fmt: skip
     rows = study.run_study(cfg, tmp_path, log=lambda m: None)
     keys = [(r["format"], r["method"]) for r in rows]
@@ -98,7 +100,7 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
                     ("mxint3", "qat")]  # fmt: skip
     by = {k: r for k, r in zip(keys, rows, strict=True)}
     assert by["mxint3", "gptq"]["local"] < by["mxint3", "rtn"]["local"]
-    assert len(by["mxint3", "gptq"]["trajectory"]) == 8  # one point per block
+    assert len(by["mxint3", "gptq"]["trajectory"]) == 4  # one point per block (2 + 2)
     assert [p["step"] for p in by["mxint3", "qat"]["trajectory"]] == [0, 1, 2]
     assert [p["alpha"] for p in by["mxint3", "gptq"]["line"]] == list(study.LINE_POINTS)
     assert all(r["calibration_examples"] == 2 for r in rows[2:] if r["method"] != "rtn")
@@ -111,17 +113,17 @@ def test_study_runs_resumes_and_reports(tmp_path, monkeypatch):
 
     monkeypatch.setattr(study, "quantize", boom)
     assert study.run_study(cfg, tmp_path, log=lambda m: None) == rows
-    other = study.StudyConfig(formats=["mxint3"], budget=3, heldout=2)
+    other = study.StudyConfig(model=str(small_ct2_folder), formats=["mxint3"], budget=3, heldout=2)
     with pytest.raises(ValueError, match=r"PTQ-vs-QAT study made with .*use another --out"):
         study.run_study(other, tmp_path, log=lambda m: None)
 
 
-def test_cli_study_rtn_only(tmp_path):
+def test_cli_study_rtn_only(tmp_path, small_ct2_folder):
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["study", "ptq-vs-qat", "--formats", "mxint3,int4_g128", "--methods", "rtn",
-         "--budget", "2", "--heldout", "2", "--no-wer", "--out", str(tmp_path)],
+        ["study", "ptq-vs-qat", "--model", str(small_ct2_folder), "--formats", "mxint3,int4_g128",
+         "--methods", "rtn", "--budget", "2", "--heldout", "2", "--no-wer", "--out", str(tmp_path)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "| mxint3 | rtn |" in res.stdout and "| int4_g128 | rtn |" in res.stdout

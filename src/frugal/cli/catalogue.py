@@ -1,7 +1,12 @@
-"""`frugal models` and `frugal formats`: what frugal loads by name, and its number formats."""
+"""`frugal models`, `frugal formats` and `frugal doctor`: what frugal loads by name, its number
+formats, and what this installation runs on."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -45,3 +50,26 @@ def formats() -> None:
         )
     out.print(table)
     out.print(f"Grammar: {grammar()}", highlight=False)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object instead of tables")
+    ] = False,
+) -> None:
+    """Versions, threads, the CPU capabilities torch uses, installed models and extras, native
+    kernels: what to paste into a bug report."""
+    from frugal.doctor import collect
+
+    report = collect()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    for section, rows in report.sections.items():
+        table = Table(title=section, title_justify="left", show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in rows:
+            table.add_row(escape(key), escape(value))
+        out.print(table)

@@ -18,6 +18,28 @@ app = typer.Typer(
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from frugal import __version__
+
+        out.print(f"frugal {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="frugal's version, then exit"
+        ),
+    ] = False,
+) -> None:
+    """frugal's command line: thin wrappers that parse, call one library function, render.
+    `frugal doctor` shows what this installation runs on."""
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="tiny.en, base, small, a folder or a hub id")
 ]

@@ -10,6 +10,7 @@ features, encoder, decoder.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -127,8 +128,29 @@ def dense_encoder(asr: WhisperASR, features: torch.Tensor) -> torch.Tensor:
     return asr.model.model.encoder(features).last_hidden_state
 
 
+# model -> (weights key, its lean decoder): building one fuses the decoder's weights and its
+# int8 vocabulary screen (~0.2 s for tiny.en), which searches would otherwise pay per setting
+_LEAN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_lean_decoder(model) -> LeanDecoder:
+    """The lean decoder of `model`'s decoder weights as they are now: built once and kept
+    while no decoder weight is replaced, written in place or given other formats."""
+    modules = [*model.model.decoder.modules(), model.proj_out]
+    key = tuple(
+        (id(p), p.data_ptr(), p._version, str(getattr(m, "formats", "")))
+        for m in modules
+        for p in m.parameters(recurse=False)
+    )
+    hit = _LEAN.get(model)
+    if hit is None or hit[0] != key:
+        hit = (key, LeanDecoder(model))
+        _LEAN[model] = hit
+    return hit[1]
+
+
 class Transcriber:
-    """Runs one Whisper over batches of audio; keeps a lean decoder built from its weights."""
+    """Runs one Whisper over batches of audio with the lean decoder of its weights."""
 
     def __init__(
         self,
@@ -140,21 +162,11 @@ class Transcriber:
         self.options = options or DecodeOptions()
         self.encoder = encoder or dense_encoder
         self.guard: LoopGuard | None = getattr(self.encoder, "guard", None)
-        self._lean: LeanDecoder | None = None
-        self._lean_key: tuple | None = None
 
     def lean_decoder(self) -> LeanDecoder:
-        """The lean decoder, rebuilt when any decoder weight has changed since last time."""
-        modules = [*self.asr.model.model.decoder.modules(), self.asr.model.proj_out]
-        key = tuple(
-            (p.data_ptr(), p._version, str(getattr(m, "formats", "")))
-            for m in modules
-            for p in m.parameters(recurse=False)
-        )
-        if self._lean is None or key != self._lean_key:
-            self._lean = LeanDecoder(self.asr.model)
-            self._lean_key = key
-        return self._lean
+        """The lean decoder of this model's current weights (shared by every Transcriber of
+        the model, rebuilt when any decoder weight has changed)."""
+        return shared_lean_decoder(self.asr.model)
 
     def features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
         """Log-mel features, padded to 30 s: (B, mels, 3000)."""

@@ -1,0 +1,30 @@
+# The project's commands. uv installs the locked environment (uv.lock) into .venv on first use
+# and checks it on every later one; uv itself is installed once into .uv/ when the machine
+# has none (pip, from PyPI).
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.uv/bin/uv)
+RUN := $(UV) run --locked
+
+.PHONY: eval test lint lock doctor
+
+eval: $(UV)  ## the main job: tiny.en on the built-in speech set -> WER / latency table
+	$(RUN) frugal eval
+
+WORKERS ?= 2
+
+test: $(UV)  ## the test suite on WORKERS processes (pytest-xdist); PYTEST_ARGS='-k foo' to pick
+	$(RUN) python -m pytest -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+lint: $(UV)  ## ruff format check + lint
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+
+doctor: $(UV)  ## versions, threads, CPU kernels, installed models: paste into a bug report
+	$(RUN) frugal doctor
+
+lock: $(UV)  ## refresh uv.lock after a change to pyproject.toml (or to take newer releases: UV_LOCK_ARGS=--upgrade)
+	$(UV) lock $(UV_LOCK_ARGS)
+
+$(CURDIR)/.uv/bin/uv:
+	python3 -m venv $(CURDIR)/.uv
+	$(CURDIR)/.uv/bin/pip install --quiet 'uv==$(UV_VERSION)'
