@@ -145,7 +145,7 @@ def tiny_en():
 
 @pytest.fixture(scope="session")
 def builtin():
-    return frugal.datasets.builtin_speech()
+    return frugal.datasets.builtin_speech(cache=True)
 
 
 @pytest.fixture(scope="session")

@@ -74,3 +74,11 @@ def test_bad_data_arguments(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no \*\.trans\.txt"):
         librispeech(tmp_path / "empty")
+
+
+def test_builtin_cache_decodes_once_and_shares_read_only_samples():
+    cached = builtin_speech(cache=True)[3]
+    first = cached.load()
+    assert cached.load() is first and not first.flags.writeable  # shared: never written
+    plain = builtin_speech()[3].load()
+    assert plain is not first and plain.flags.writeable and np.array_equal(plain, first)

@@ -66,7 +66,7 @@ def sparsify_search(
 
     set_threads(threads)
     try:
-        ds = load_dataset(data)
+        ds = load_dataset(data, cache=True)
         wanted = [s.strip() for s in strata.split(",") if s.strip()]
         if not wanted or set(wanted) - {"short", "long"}:
             raise ValueError(f"--strata takes short and/or long, not {strata!r}")

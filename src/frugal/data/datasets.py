@@ -81,14 +81,16 @@ class SpeechDataset(Sequence[Utterance]):
         return {"name": self.name, "utterances": len(self)}
 
 
-def builtin_speech() -> SpeechDataset:
+def builtin_speech(cache: bool = False) -> SpeechDataset:
     """The shipped English set: sentences written for frugal, spoken by 12 synthetic voices
     (espeak-ng, flite, festival), 16 kHz Ogg/Opus; regenerate with
-    scripts/make_builtin_speech.py."""
+    scripts/make_builtin_speech.py. `cache`: decode each clip once per process and keep it
+    (74 MB for the whole set), for searches and studies that measure the same clips again."""
     root = Path(str(resources.files("frugal.data") / "builtin"))
     ds = manifest(root / "manifest.jsonl")
     ds.name = "builtin"
-    ds.utterances = [dataclasses.replace(u, cached=True) for u in ds.utterances]  # 74 MB decoded
+    if cache:
+        ds.utterances = [dataclasses.replace(u, cached=True) for u in ds.utterances]
     return ds
 
 
@@ -161,11 +163,11 @@ def audio_files(paths: Sequence[str | Path]) -> SpeechDataset:
     return SpeechDataset("files", [Utterance(Path(p).stem, Path(p)) for p in paths])
 
 
-def load_dataset(spec: str | Path) -> SpeechDataset:
+def load_dataset(spec: str | Path, cache: bool = False) -> SpeechDataset:
     """Resolve a data argument: "builtin", a manifest (.jsonl/.json/.csv) or a LibriSpeech
-    folder."""
+    folder. `cache` keeps the built-in set's decoded clips (see `builtin_speech`)."""
     if str(spec) == "builtin":
-        return builtin_speech()
+        return builtin_speech(cache)
     path = Path(spec)
     if path.is_dir():
         return librispeech(path)

@@ -23,6 +23,21 @@ def set_compile(enabled: bool) -> None:
 
         # keep fp16 scale round trips (x.half().float()) that inductor would otherwise elide
         inductor.emulate_precision_casts = True
+        _inductor_cache_per_isa()
+
+
+def _inductor_cache_per_isa() -> None:
+    """Keep inductor's on-disk kernels apart per CPU capability. Seen here (torch 2.13, AMD
+    EPYC): kernels cached by an AVX-512 run and reused under ATEN_CPU_CAPABILITY=avx2 left
+    the tail of each row unwritten (garbage values); a cache of its own per capability gives
+    the right bits. A TORCHINDUCTOR_CACHE_DIR set by the user is left alone."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default = default_cache_dir()  # inductor writes it into the environment on first use
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR", default) != default:
+        return
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, f"frugal-{isa}")
 
 
 def straight_through(x: torch.Tensor, q: torch.Tensor, limit: torch.Tensor | None) -> torch.Tensor:

@@ -46,7 +46,7 @@ class WhisperOnSubset(Problem):
         if getattr(self, "_cache_utts", None) is None:
             from frugal.data.datasets import load_dataset
 
-            data = load_dataset(self.data)
+            data = load_dataset(self.data, cache=True)
             self._cache_utts = list(data.take(min(self.utterances, len(data)), self.seed))
         return self._cache_utts
 

@@ -191,7 +191,7 @@ def whisper_data(config: StudyConfig) -> StudyData:
     )
 
     asr = load_whisper(config.model)
-    data = load_dataset(config.data)
+    data = load_dataset(config.data, cache=True)
     extra = {}
     if config.split in ("voice", "engine"):
         n = config.heldout_voices if config.split == "voice" else 1

@@ -116,7 +116,7 @@ def _whisper_subject(name: str, config: SubjectConfig) -> Subject:
     )
 
     asr = load_whisper(name)
-    data = load_dataset(config.data)
+    data = load_dataset(config.data, cache=True)
     calib, held = split_calibration(data, config.calibration, config.seed)
     held = held.take(config.heldout) if config.heldout < len(held) else held
     wer_fn = None
