@@ -171,7 +171,7 @@ def numba_status() -> str:
         return "no (numba not importable: torch reference path)"
     x = torch.linspace(-3, 3, 257)
     fmt = get_format("mxfp4")
-    was = fastpath._enabled
+    was = fastpath.kernels_enabled()  # numba imports (checked above): the switch itself
     try:
         fastpath.set_kernels(False)
         ref = fmt.quantize(x)
