@@ -17,15 +17,10 @@ benchmarks/savings.py); faster-whisper's int8 runs CTranslate2's real int8 kerne
 
 from __future__ import annotations
 
-import os
-
-# CTranslate2 and torch each run an OpenMP pool; spinning idle threads of one would slow the
-# other when they are interleaved on the same cores.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +34,9 @@ from frugal.provenance import versions
 from frugal.tasks.asr import DecodeOptions, Transcriber
 from frugal.tasks.asr.longform import LongFormOptions
 from frugal.tasks.asr.metrics import paired_bootstrap, word_errors
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fw_worker import fw_process
 
 SR = 16000
 PAUSE_S = 0.4
@@ -73,22 +71,12 @@ def frugal_system(asr, mode: str, batch_size: int, vad_filter: bool = False):
 
 
 def faster_whisper_systems(folder: Path, compute_type: str, threads: int, batch_size: int):
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-    model = WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=threads)
-    pipeline = BatchedInferencePipeline(model)
-
-    def sequential(audio):
-        segs, _ = model.transcribe(
-            audio, beam_size=1, condition_on_previous_text=False, vad_filter=False
-        )
-        return " ".join(s.text.strip() for s in segs)
-
-    def batched(audio):
-        segs, _ = pipeline.transcribe(audio, beam_size=1, batch_size=batch_size)
-        return " ".join(s.text.strip() for s in segs)
-
-    return sequential, batched
+    """faster-whisper sequential and batched, each in a worker process of its own under its
+    default settings (see fw_worker.py); each returns (text, its own wall ms)."""
+    return tuple(
+        fw_process(folder, compute_type, threads, False, mode, batch_size)
+        for mode in ("sequential", "batched")
+    )
 
 
 def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
@@ -99,7 +87,10 @@ def run_stratum(systems: dict, items: list[tuple[np.ndarray, str]]) -> dict:
         for n in order:
             t = time.perf_counter()
             hyp = systems[n](audio)
-            rows[n]["seconds"].append(time.perf_counter() - t)
+            seconds = time.perf_counter() - t
+            if isinstance(hyp, tuple):  # an anchor in its own process timed itself
+                hyp, seconds = hyp[0], hyp[1] / 1e3
+            rows[n]["seconds"].append(seconds)
             s, d, i, words = word_errors(ref, hyp) if ref else (0, 0, 0, 0)
             rows[n]["errors"].append(s + d + i)
             rows[n]["words"].append(words)
@@ -229,7 +220,6 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "versions": versions(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "strata": {},
     }
     report = []

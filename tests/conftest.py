@@ -30,6 +30,10 @@ torch.set_num_threads(TEST_THREADS)
 # Ray starts its workers at niceness 15: beside another test process (pytest-xdist) they
 # would wait for the CPU most of the time; tests run them at normal priority
 os.environ.setdefault("RAY_worker_niceness", "0")
+# the tests start local Ray clusters: their workers use this environment (under `uv run`,
+# Ray's hook would copy the checkout and build another per run); frugal sets the same for
+# --ray-address local
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 def write_ct2(

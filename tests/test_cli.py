@@ -1,5 +1,7 @@
 import itertools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,24 @@ def test_models_lists_packaged_checkpoints():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0
     assert "tiny.en" in res.stdout and "base" in res.stdout and ".[base]" in res.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models"], ["--version"]])
+def test_listing_commands_never_load_torch(args):
+    """What a user runs to look around answers without importing torch or transformers
+    (1.6 s and 4.5 s of start-up on this machine kind)."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from frugal.cli import app\n"
+        "res = CliRunner().invoke(app, sys.argv[1:])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "print([m for m in ('torch', 'transformers', 'numpy') if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 def test_transcribe_reports_bad_files_and_continues(builtin, tmp_path):

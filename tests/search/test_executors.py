@@ -3,6 +3,8 @@ the same seed; failures on Ray workers are recorded; a bad address is a one-line
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,21 @@ def test_local_workers_share_the_cpu_threads(monkeypatch):
     with LocalExecutor(p, workers=2) as ex:
         got = {f[0] for _, (f, _, _) in ex.map(configs)}
     assert got == {1.0}
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_local_workers_get_the_environment_of_their_pool(monkeypatch):
+    """Workers fork from one long-lived server; each pool's workers still see the
+    environment as it is when the pool is made (as spawned processes would)."""
+    monkeypatch.delenv("FRUGAL_TEST_MARK", raising=False)
+    with LocalExecutor(workers=2) as ex:  # starts the server, or reuses a running one
+        assert [v for _, v in ex.run(_env, ["FRUGAL_TEST_MARK"])] == [None]
+    monkeypatch.setenv("FRUGAL_TEST_MARK", "set later")
+    with LocalExecutor(workers=2) as ex:
+        assert [v for _, v in ex.run(_env, ["FRUGAL_TEST_MARK"] * 3)] == ["set later"] * 3
 
 
 def test_an_unreachable_ray_address_is_a_one_line_error():

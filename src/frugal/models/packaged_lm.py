@@ -15,8 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from frugal.models.registry import installed_package_dir
 
 SOURCE_FILE = "frugal_source.json"
@@ -128,6 +126,7 @@ def packaged_lm_folder(name: str, log=None) -> Path:
 
 
 def _convert(entry: PackagedLM, source: dict, folder: Path) -> None:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from frugal.provenance import versions

@@ -248,7 +248,11 @@ def collect(
     rest = [j for j in todo if j[0] != "model"]
     fn = functools.partial(run_job, cfg_dict=cfg.to_dict(), db_path=db_path)
     done = 0
-    with make_executor(None, cfg.workers, ray_address, cfg.threads) as ex, StudyDB(db_path) as db:
+    preload = (run_job.__module__,)  # local workers start with this module and what it imports
+    with (
+        make_executor(None, cfg.workers, ray_address, cfg.threads, preload) as ex,
+        StudyDB(db_path) as db,
+    ):
 
         def run(jobs: list[tuple]) -> set[str]:
             """Run and store `jobs`; the models whose job failed."""
