@@ -24,7 +24,6 @@ own rusage), with ratios to faster-whisper int8.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -33,6 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tables import write_result
 
 FW_SCRIPT = """
 import sys
@@ -174,11 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "report": text,
         "versions": versions(),
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=1))
-        args.out.with_suffix(".md").write_text(text + "\n")
-        print(f"wrote {args.out}")
+    write_result(args.out, payload, text)
     return payload
 
 

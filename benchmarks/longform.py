@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from frugal.tasks.asr.metrics import paired_bootstrap, word_errors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fw_worker import fw_process
+from tables import write_result
 
 SR = 16000
 PAUSE_S = 0.4
@@ -234,10 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         report.append(table(name, recs, audio_s))
     text = "\n\n".join(report)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-        args.out.with_suffix(".md").write_text(text + "\n")
+    write_result(args.out, result, text)
     return result
 
 

@@ -24,7 +24,6 @@ that loads it and transcribes three clips).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from frugal.tasks.asr.quantize import quantize_whisper, save_quantized
 sys.path.insert(0, str(Path(__file__).parent))
 from fw_worker import fw_process
 from longform import joined
-from tables import table_head, wer_cells, wer_stats
+from tables import table_head, wer_cells, wer_stats, write_result
 
 # (name, weight format, method, vocabulary format)
 VARIANTS = [
@@ -293,11 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = head + "\n\n" + "\n\n".join(report)
     print("\n" + text)
     payload.update(sizes_bytes=sizes, peak_rss_mib=rss, report=text, versions=versions())
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=1))
-        args.out.with_suffix(".md").write_text(text + "\n")
-        print(f"wrote {args.out}")
+    write_result(args.out, payload, text)
     return payload
 
 

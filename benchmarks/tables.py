@@ -3,6 +3,9 @@ importing this sets no environment, unlike the benchmark scripts)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from frugal.tasks.asr.metrics import paired_bootstrap
@@ -39,3 +42,14 @@ def table_head(title: str, n_items: int, audio_min: float, baseline: str, more: 
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
+
+
+def write_result(out: Path | None, payload: dict, text: str) -> None:
+    """`payload` as JSON at `out` and the printed `text` beside it as `out`.md (nothing when
+    `out` is None)."""
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    out.with_suffix(".md").write_text(text.rstrip("\n") + "\n")
+    print(f"wrote {out}")
