@@ -65,8 +65,8 @@ def fw_run(
     return run
 
 
-def _worker(conn, args: tuple) -> None:
-    run = fw_run(*args)
+def _worker(conn, args: tuple, kwargs: dict) -> None:
+    run = fw_run(*args, **kwargs)
     conn.send("ready")
     while True:
         try:
@@ -78,20 +78,12 @@ def _worker(conn, args: tuple) -> None:
         conn.send((text, 1e3 * (time.perf_counter() - t)))
 
 
-def fw_process(
-    folder: Path,
-    compute_type: str,
-    threads: int,
-    multilingual: bool,
-    mode: str = "clip",
-    batch_size: int = 8,
-) -> Callable[[np.ndarray], tuple[str, float]]:
-    """faster-whisper (see `fw_run`) in a worker process under its default settings:
-    audio -> (text, the worker's own wall ms)."""
+def fw_process(*args, **kwargs) -> Callable[[np.ndarray], tuple[str, float]]:
+    """faster-whisper in a worker process under its default settings, made by
+    `fw_run(*args, **kwargs)` there: audio -> (text, the worker's own wall ms)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    args = (str(folder), compute_type, threads, multilingual, mode, batch_size)
-    proc = ctx.Process(target=_worker, args=(child, args))
+    proc = ctx.Process(target=_worker, args=(child, args, kwargs))
     proc.daemon = True
     proc.start()
     if parent.recv() != "ready":

@@ -74,7 +74,7 @@ def faster_whisper_systems(folder: Path, compute_type: str, threads: int, batch_
     """faster-whisper sequential and batched, each in a worker process of its own under its
     default settings (see fw_worker.py); each returns (text, its own wall ms)."""
     return tuple(
-        fw_process(folder, compute_type, threads, False, mode, batch_size)
+        fw_process(folder, compute_type, threads, False, mode=mode, batch_size=batch_size)
         for mode in ("sequential", "batched")
     )
 

@@ -160,6 +160,8 @@ def _worker_context(modules: Sequence[str]):
     """The forkserver context, its server importing `modules` when it first starts (one
     server per process: modules named by a later pool are imported by its workers)."""
     ctx = multiprocessing.get_context("forkserver")
+    # the main script is not preloaded: each worker imports it itself (as spawn would), with
+    # the preparation data multiprocessing sends per worker
     wanted = [m for m in dict.fromkeys(modules) if m not in ("__main__", "__mp_main__")]
     ctx.set_forkserver_preload(wanted)  # no effect once the server runs
     return ctx
