@@ -39,6 +39,29 @@ def test_listing_commands_never_load_torch(args):
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
+def test_transcription_runs_without_transformers(builtin, tmp_path):
+    """Whisper's run-time path (load, transcribe with timestamps, evaluate a quantized copy
+    from its packed file) works with transformers made unimportable, and never imports it."""
+    wav, q = str(builtin[1].audio_path), str(tmp_path / "q")
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None  # import transformers -> ImportError\n"
+        "from typer.testing import CliRunner\n"
+        "from frugal.cli import app\n"
+        "r = CliRunner()\n"
+        f"res = r.invoke(app, ['transcribe', {wav!r}, '--format', 'json'])\n"
+        "assert res.exit_code == 0, res.output\n"
+        f"res = r.invoke(app, ['quantize', '-m', 'tiny.en', '-f', 'int8_pc', '-o', {q!r}])\n"
+        "assert res.exit_code == 0, res.output\n"
+        f"res = r.invoke(app, ['transcribe', {wav!r}, '--model', {q!r}])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "print(res.output.strip().splitlines()[-1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "kettle" in out.stdout.lower()
+
+
 def test_transcribe_reports_bad_files_and_continues(builtin, tmp_path):
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"nope" * 100)

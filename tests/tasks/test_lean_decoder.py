@@ -1,4 +1,5 @@
-"""The lean greedy decoder gives the same tokens as transformers' generate()."""
+"""The lean decoder gives the same tokens as transformers' generate() (greedy) and as an
+exhaustive search (beams)."""
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ def _generate_tokens(model, enc, prompt, max_new_tokens=None):
     from transformers.modeling_outputs import BaseModelOutput
 
     kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    if hasattr(model, "to_transformers"):  # frugal's modules: transformers' class shares them
+        model = model.to_transformers()
     seqs = model.generate(
         encoder_outputs=BaseModelOutput(last_hidden_state=enc),
         decoder_input_ids=torch.tensor([prompt] * enc.shape[0]),
@@ -125,7 +128,7 @@ def test_timestamped_tokens_equal_generate_with_return_timestamps(tiny_en, built
     sot, eot = tiny_en.token_ids["sot"], tiny_en.token_ids["eot"]
     with torch.inference_mode():
         enc = tiny_en.model.model.encoder(feats).last_hidden_state
-        ref = tiny_en.model.generate(
+        ref = tiny_en.model.to_transformers().generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc),
             decoder_input_ids=torch.tensor([[sot]] * 6),
             return_timestamps=True,

@@ -6,8 +6,10 @@ Switch off with `set_kernels(False)` or the environment variable FRUGAL_KERNELS=
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -18,7 +20,21 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-from frugal.formats import kernels
+
+def _lazy_module(name: str):
+    """`name` imported on first attribute access: numba (~0.4 s) loads only when a fused
+    kernel first runs, not when a Whisper that needs none is loaded."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+kernels = _lazy_module("frugal.formats.kernels")
 
 GRAIN = 1 << 17  # elements per thread below which one thread does the whole tensor
 

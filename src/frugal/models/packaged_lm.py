@@ -127,7 +127,11 @@ def packaged_lm_folder(name: str, log=None) -> Path:
 
 def _convert(entry: PackagedLM, source: dict, folder: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from frugal.models.optional import require
+
+    hf = require("transformers", "reading a GGUF language model")
+    AutoModelForCausalLM, AutoTokenizer = hf.AutoModelForCausalLM, hf.AutoTokenizer
 
     from frugal.provenance import versions
 

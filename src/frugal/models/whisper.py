@@ -1,4 +1,6 @@
-"""A loaded Whisper: transformers model + tokenizer + feature extractor + special token ids."""
+"""A loaded Whisper: frugal's Whisper modules + tokenizer + log-mel front end + special token
+ids. Packaged names, faster-whisper folders and transformers folders load without transformers;
+only a Hugging Face hub id needs it (to download)."""
 
 from __future__ import annotations
 
@@ -6,16 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import (
-    WhisperFeatureExtractor,
-    WhisperForConditionalGeneration,
-    WhisperTokenizer,
-)
 
 from frugal.formats.packed_file import is_packed_file, read_packed
 from frugal.models.ct2_format import CT2FormatError
 from frugal.models.registry import CHECKPOINTS
 from frugal.models.whisper_ct2 import load_ct2_whisper, special_token_ids
+from frugal.models.whisper_features import LogMel
+from frugal.models.whisper_modules import WhisperDims, WhisperGeneration, WhisperNet
+from frugal.models.whisper_tokenizer import WhisperTokenizer
 from frugal.nn.artifact import read_quant_record
 
 
@@ -23,9 +23,9 @@ from frugal.nn.artifact import read_quant_record
 class WhisperASR:
     """Everything needed to run and score one Whisper checkpoint."""
 
-    model: WhisperForConditionalGeneration
+    model: WhisperNet
     tokenizer: WhisperTokenizer
-    feature_extractor: WhisperFeatureExtractor
+    feature_extractor: LogMel
     token_ids: dict[str, int]
     name: str
     source: dict = field(default_factory=dict)
@@ -70,8 +70,13 @@ class WhisperASR:
 
     def save(self, folder: str | Path) -> Path:
         """Write a transformers folder (safetensors + configs + tokenizer)."""
+        from safetensors.torch import save_file
+
         folder = self.save_configs(folder)
-        self.model.save_pretrained(folder, state_dict=self.float_state_dict())
+        state = self.float_state_dict()
+        state.pop("proj_out.weight", None)  # tied to the token embeddings
+        state = {k: v.detach().contiguous() for k, v in state.items()}
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
         return folder
 
     def save_configs(self, folder: str | Path) -> Path:
@@ -81,8 +86,8 @@ class WhisperASR:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.config.save_pretrained(folder)
         self.model.generation_config.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        self.feature_extractor.save_pretrained(folder)
+        self.tokenizer.save(folder)
+        self.feature_extractor.to_json_file(folder / "preprocessor_config.json")
         return folder
 
 
@@ -96,7 +101,7 @@ KERNELS = ("native", "simulated")
 
 
 def use_native_kernels(
-    model: WhisperForConditionalGeneration, record: dict | None, packed: dict | None = None
+    model: WhisperNet, record: dict | None, packed: dict | None = None
 ) -> dict[str, str]:
     """Swap the encoder Linears whose weight format has a CPU kernel for native modules (from
     their packed codes when given). Returns {module: kernel or "simulated"} for every
@@ -112,52 +117,65 @@ def use_native_kernels(
     return done
 
 
-def _packed_model(
-    folder: Path, kernels: str
-) -> tuple[WhisperForConditionalGeneration, dict[str, str]]:
-    """A folder whose model.safetensors holds packed weights (written by frugal quantize):
-    built from its config, weights decoded to float32 (exactly the simulated values), and
-    with `kernels="native"` the encoder's int8 Linears on the int8 kernel."""
-    from transformers import GenerationConfig, WhisperConfig
+def _folder_model(folder: Path, kernels: str) -> tuple[WhisperNet, dict[str, str]]:
+    """A transformers folder (config.json, model.safetensors, generation_config.json): weights
+    memory-mapped. A packed file (written by frugal quantize) is decoded to float32 (exactly the
+    simulated values) and, with `kernels="native"`, its encoder int8 Linears run on the int8
+    kernel."""
+    from safetensors.torch import load_file
 
-    state, packed, _ = read_packed(folder / "model.safetensors")
-    config = WhisperConfig.from_pretrained(folder)
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
-    state.setdefault("proj_out.weight", state["model.decoder.embed_tokens.weight"])
-    model.load_state_dict(state, strict=True, assign=True)
-    model.tie_weights()
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: no model.safetensors (frugal reads safetensors only)")
+    packed = None
+    if is_packed_file(weights):
+        state, packed, _ = read_packed(weights)
+    else:
+        state = load_file(str(weights))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    dims = WhisperDims.from_pretrained(folder)
+    gen = None
     if (folder / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(folder)
+        gen = WhisperGeneration.from_pretrained(folder)
+    model = WhisperNet.from_state_dict(dims, state, gen)
     record = read_quant_record(folder)
-    if kernels == "native":
-        done = use_native_kernels(model, record, packed)
-    else:
-        done = {name: "simulated" for name in (record or {}).get("modules", {})}
-    return model.eval(), done
-
-
-def _from_transformers(name_or_path: str, local_only: bool, kernels: str = "native") -> WhisperASR:
-    weights = Path(name_or_path) / "model.safetensors"
     done: dict[str, str] = {}
-    if local_only and weights.is_file() and is_packed_file(weights):
-        model, done = _packed_model(Path(name_or_path), kernels)
-    else:
-        model = WhisperForConditionalGeneration.from_pretrained(
-            name_or_path, local_files_only=local_only, dtype=torch.float32
-        )
-    tokenizer = WhisperTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
-    extractor = WhisperFeatureExtractor.from_pretrained(name_or_path, local_files_only=local_only)
-    model.eval()
+    if packed is not None and kernels == "native":
+        done = use_native_kernels(model, record, packed)
+    elif packed is not None:
+        done = {name: "simulated" for name in (record or {}).get("modules", {})}
+    return model, done
+
+
+def _from_folder(folder: Path, kernels: str = "native", source: dict | None = None) -> WhisperASR:
+    model, done = _folder_model(folder, kernels)
+    tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json")
     ids = special_token_ids(tokenizer, model.config.vocab_size)
-    kind = "transformers folder" if local_only else "Hugging Face hub"
-    source: dict = {"kind": kind, "path": str(name_or_path)}
-    if local_only and (record := read_quant_record(name_or_path)) is not None:
-        source["quantization"] = record  # written by frugal quantize
+    if not (folder / "generation_config.json").is_file():
+        from frugal.models.whisper_ct2 import generation_config_for
+
+        model.generation_config = generation_config_for(ids, model.config, {}, tokenizer)
+    src: dict = source or {"kind": "transformers folder", "path": str(folder)}
+    if (record := read_quant_record(folder)) is not None:
+        src["quantization"] = record  # written by frugal quantize
     if done:
-        source["kernels"] = done
-    name = Path(name_or_path).name if local_only else str(name_or_path)
-    return WhisperASR(model, tokenizer, extractor, ids, name, source)
+        src["kernels"] = done
+    extractor = LogMel(model.config.num_mel_bins)
+    return WhisperASR(model, tokenizer, extractor, ids, folder.name, src)
+
+
+def _from_hub(repo_id: str) -> WhisperASR:
+    """A transformers checkpoint on the Hugging Face hub, downloaded (safetensors files,
+    configs, tokenizer.json) and loaded as a folder."""
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(
+        repo_id,
+        allow_patterns=["*.json", "model.safetensors"],
+    )
+    asr = _from_folder(Path(folder), source={"kind": "Hugging Face hub", "path": repo_id})
+    asr.name = repo_id
+    return asr
 
 
 def load_whisper(name_or_path: str | Path, kernels: str = "native") -> WhisperASR:
@@ -184,7 +202,7 @@ def load_whisper(name_or_path: str | Path, kernels: str = "native") -> WhisperAS
             model, tok, fe, ids = load_ct2_whisper(path)
             return WhisperASR(model, tok, fe, ids, path.name, {"kind": "ctranslate2", "path": key})
         if (path / "config.json").is_file():
-            return _from_transformers(key, local_only=True, kernels=kernels)
+            return _from_folder(path, kernels=kernels)
         raise FileNotFoundError(f"{path}: neither model.bin (faster-whisper) nor config.json")
     if path.exists():
         raise ValueError(f"{path}: a model is a folder, not a file")
@@ -192,7 +210,7 @@ def load_whisper(name_or_path: str | Path, kernels: str = "native") -> WhisperAS
         known = ", ".join(CHECKPOINTS)
         raise ValueError(f"unknown model {key!r}: use one of {known}, a folder or a hub id")
     try:
-        return _from_transformers(key, local_only=False)
+        return _from_hub(key)
     except OSError as exc:
         raise OSError(
             f"could not load {key!r} from the Hugging Face hub (offline?): {exc}".splitlines()[0]

@@ -1,8 +1,9 @@
-"""Convert a CTranslate2 / faster-whisper Whisper checkpoint into transformers' Whisper.
+"""Load a CTranslate2 / faster-whisper Whisper checkpoint as frugal's Whisper modules.
 
-The conversion is in memory: model.bin variables are mapped onto the parameter names of
-`WhisperForConditionalGeneration` (fused q/k/v split apart, k bias zero, output projection
-tied to the decoder embeddings) and loaded strictly, so a missing or extra tensor is an error.
+The conversion is in memory: model.bin variables are mapped onto transformers' parameter names,
+which `frugal.models.whisper_modules` shares (fused q/k/v split apart, k bias zero, output
+projection tied to the decoder embeddings), and loaded strictly, so a missing or extra tensor is
+an error.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (
-    GenerationConfig,
-    WhisperConfig,
-    WhisperFeatureExtractor,
-    WhisperForConditionalGeneration,
-    WhisperTokenizer,
-)
 
 from frugal.models.ct2_format import CT2FormatError, CT2Model, read_ct2_model
+from frugal.models.whisper_features import LogMel
+from frugal.models.whisper_modules import WhisperDims, WhisperGeneration, WhisperNet
+from frugal.models.whisper_tokenizer import WhisperTokenizer, missing_merges
 
 MULTILINGUAL_MIN_VOCAB = 51865  # OpenAI's rule: the multilingual vocabulary has 51865+ tokens.
 
@@ -34,10 +31,10 @@ def _count_layers(ct2: CT2Model, prefix: str) -> int:
     return n
 
 
-def whisper_config_from_ct2(ct2: CT2Model, token_ids: dict[str, int]) -> WhisperConfig:
-    """A `WhisperConfig` whose shapes are read off the model.bin variables."""
+def whisper_config_from_ct2(ct2: CT2Model, token_ids: dict[str, int]) -> WhisperDims:
+    """Whisper's shapes, read off the model.bin variables."""
     vocab, d_model = ct2["decoder/embeddings/weight"].shape
-    return WhisperConfig(
+    return WhisperDims(
         vocab_size=int(vocab),
         num_mel_bins=int(ct2["encoder/conv1/weight"].shape[1]),
         d_model=int(d_model),
@@ -118,7 +115,7 @@ def whisper_layout(encoder_layers: int, decoder_layers: int) -> list[Entry]:
     return out
 
 
-def whisper_state_dict_from_ct2(ct2: CT2Model, config: WhisperConfig) -> dict[str, torch.Tensor]:
+def whisper_state_dict_from_ct2(ct2: CT2Model, config: WhisperDims) -> dict[str, torch.Tensor]:
     """Map CTranslate2 variable names onto transformers' Whisper parameter names (float32)."""
     sd: dict[str, np.ndarray] = {}
     w = ct2.float_weight
@@ -183,12 +180,12 @@ def language_ids(tokenizer: WhisperTokenizer, ids: dict[str, int]) -> dict[str, 
 
 
 def generation_config_for(
-    ids: dict[str, int], config: WhisperConfig, ct2_config: dict, tokenizer: WhisperTokenizer
-) -> GenerationConfig:
+    ids: dict[str, int], config: WhisperDims, ct2_config: dict, tokenizer: WhisperTokenizer
+) -> WhisperGeneration:
     """Whisper generation settings from CTranslate2's config.json and the tokenizer."""
     multilingual = config.vocab_size >= MULTILINGUAL_MIN_VOCAB
     heads = ct2_config.get("alignment_heads") or []
-    return GenerationConfig(
+    return WhisperGeneration(
         decoder_start_token_id=ids["sot"],
         bos_token_id=ids["eot"],
         eos_token_id=ids["eot"],
@@ -209,57 +206,11 @@ def generation_config_for(
     )
 
 
-def missing_merges(tokenizer_json: dict) -> list[str]:
-    """BPE merges a tokenizer.json lacks: two-character vocabulary tokens that no merge
-    produces (their merge is unambiguous). Some packaged checkpoints lost their first merge
-    ("Ġ t"), so " the" became "Ġ" + "the" and reference NLLs were inflated."""
-    model = tokenizer_json.get("model", {})
-    if model.get("type") != "BPE":
-        return []
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    produced = {m.replace(" ", "", 1) for m in merges}
-    special = {t["content"] for t in tokenizer_json.get("added_tokens", [])}
-    vocab = model.get("vocab", {})
-    return [
-        f"{t[0]} {t[1]}"
-        for t in sorted(vocab, key=vocab.get)
-        if len(t) == 2
-        and t not in produced
-        and t not in special
-        and t[0] in vocab
-        and t[1] in vocab
-    ]
-
-
-def load_tokenizer(path: Path) -> WhisperTokenizer:
-    """The tokenizer of a tokenizer.json, with lost merges restored at the top priority
-    (a warning says which)."""
-    import tempfile
-    import warnings
-
-    data = json.loads(path.read_text(encoding="utf-8"))
-    lost = missing_merges(data)
-    if not lost:
-        return WhisperTokenizer(tokenizer_file=str(path))
-    warnings.warn(
-        f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}", stacklevel=2
-    )
-    merges = data["model"]["merges"]
-    as_pairs = bool(merges) and not isinstance(merges[0], str)
-    data["model"]["merges"] = [m.split(" ") if as_pairs else m for m in lost] + merges
-    with tempfile.TemporaryDirectory() as tmp:
-        fixed = Path(tmp) / "tokenizer.json"
-        fixed.write_text(json.dumps(data), encoding="utf-8")
-        return WhisperTokenizer(tokenizer_file=str(fixed))
-
-
 def load_ct2_whisper(
     folder: str | Path, model_parts: Sequence[str | Path] | None = None
-) -> tuple[
-    WhisperForConditionalGeneration, WhisperTokenizer, WhisperFeatureExtractor, dict[str, int]
-]:
-    """Load a faster-whisper folder (model.bin, config.json, tokenizer.json) as transformers
-    objects. `model_parts` replaces model.bin when the checkpoint is split across files."""
+) -> tuple[WhisperNet, WhisperTokenizer, LogMel, dict[str, int]]:
+    """Load a faster-whisper folder (model.bin, config.json, tokenizer.json) as frugal's Whisper
+    modules. `model_parts` replaces model.bin when the checkpoint is split across files."""
     folder = Path(folder)
     for needed in ("config.json", "tokenizer.json"):
         if not (folder / needed).is_file():
@@ -268,17 +219,13 @@ def load_ct2_whisper(
     if ct2.spec != "WhisperSpec":
         raise CT2FormatError(f"{folder}: spec {ct2.spec!r} is not a Whisper model (WhisperSpec)")
     ct2_config = json.loads((folder / "config.json").read_text())
-    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json")
     vocab = int(ct2["decoder/embeddings/weight"].shape[0])
     ids = special_token_ids(tokenizer, vocab)
     config = whisper_config_from_ct2(ct2, ids)
-    with torch.device("meta"):
-        model = WhisperForConditionalGeneration(config)
-    state = whisper_state_dict_from_ct2(ct2, config)
-    state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
-    model.load_state_dict(state, strict=True, assign=True)
-    model.tie_weights()
-    model.generation_config = generation_config_for(ids, config, ct2_config, tokenizer)
-    model.eval()
-    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-    return model, tokenizer, extractor, ids
+    generation = generation_config_for(ids, config, ct2_config, tokenizer)
+    model = WhisperNet.from_state_dict(config, whisper_state_dict_from_ct2(ct2, config), generation)
+    return model, tokenizer, LogMel(config.num_mel_bins), ids
+
+
+__all__ = ["load_ct2_whisper", "missing_merges", "special_token_ids", "whisper_layout"]

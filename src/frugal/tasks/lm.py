@@ -61,7 +61,10 @@ def block_pattern(model: nn.Module) -> str:
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, log=None) -> CausalLM:
     """A transformers causal LM and tokenizer from a packaged name (`frugal models`), a local
     folder, or a hub id when online. GPT-2's Conv1D projections become nn.Linear."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from frugal.models.optional import require
+
+    hf = require("transformers", "causal LMs")
+    AutoModelForCausalLM, AutoTokenizer = hf.AutoModelForCausalLM, hf.AutoTokenizer
 
     from frugal.models.packaged_lm import PACKAGED_LMS, packaged_lm_folder
     from frugal.nn import conv1d_to_linear

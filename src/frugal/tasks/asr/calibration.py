@@ -99,9 +99,7 @@ def teacher_batches(
             if len(a) > WINDOW_S * SAMPLE_RATE:
                 raise ValueError(f"utterance {u.id} is longer than Whisper's 30 s window")
             audios.append(a)
-        feats = asr.feature_extractor(
-            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        ).input_features.to(dtype)
+        feats = asr.feature_extractor(audios).to(dtype)
         rows = [prompt + reference_tokens(asr, u.text) + [eot] for u in chunk]
         if max(len(r) for r in rows) > max_len:
             raise ValueError(f"a reference is longer than the decoder's {max_len} positions")

@@ -1,9 +1,9 @@
-"""A lean greedy decoder for transformers' Whisper.
+"""A lean decoder for Whisper (greedy, sampled or beam search) over frugal's Whisper modules.
 
-`generate()` rebuilds caches, masks and logits processors at every token; here the
-cross-attention keys/values of all layers are computed once per utterance with one matmul,
-the self-attention cache is preallocated, and each step is only the layer math. It yields the
-same tokens as `generate()` with Whisper's suppress / begin-suppress rules.
+transformers' `generate()` rebuilds caches, masks and logits processors at every token; here
+the cross-attention keys/values of all layers are computed once per utterance, the
+self-attention cache is preallocated, and each step is only the layer math. Greedy decoding
+yields the same tokens as `generate()` with Whisper's suppress / begin-suppress rules.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from transformers import WhisperForConditionalGeneration
 
 from frugal.nn.modules import QuantMixin
 from frugal.nn.native import quantize_rows
@@ -87,7 +86,7 @@ class LeanDecoder:
 
     def __init__(
         self,
-        model: WhisperForConditionalGeneration,
+        model: torch.nn.Module,
         suppress_tokens: list[int] | None = None,
         begin_suppress_tokens: list[int] | None = None,
     ):
@@ -437,6 +436,124 @@ class LeanDecoder:
                     generators = [generators[k] for k in keep.tolist()]
             h = self._forward(nxt[:, None], p + step, cache, cross)[:, -1]
         return Decoded(rows, sum_logprobs, no_speech)
+
+    @torch.inference_mode()
+    def beam_search(
+        self,
+        encoder_out: torch.Tensor,
+        prompts: list[list[int]],
+        beam_size: int,
+        max_new_tokens: int | None = None,
+        timestamps: TimestampRules | None = None,
+        sot_index: int | None = None,
+        no_speech_id: int | None = None,
+        patience: float = 1.0,
+    ) -> Decoded:
+        """Beam search over a batch of encoder outputs (B, T, d) after prompts of equal length.
+
+        Each step extends every live beam by its `beam_size + 1` most probable tokens (exact
+        fp32 logits, under the suppress and timestamp rules) and keeps the `beam_size` best
+        unfinished prefixes by summed log-probability; a prefix ending in end-of-text is set
+        aside, and a row stops once `beam_size · patience` are. The answer is the finished
+        sequence with the best log-probability per token (length penalty 1, as OpenAI's and
+        faster-whisper's default), unfinished beams competing when too few finished."""
+        b = encoder_out.shape[0]
+        if beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        if len(prompts) != b or len({len(p) for p in prompts}) != 1:
+            raise ValueError("one prompt per batch item, all of the same length")
+        p = len(prompts[0])
+        limit = self.max_length - p
+        max_new = limit if max_new_tokens is None else min(max_new_tokens, limit)
+        want = max(1, round(beam_size * patience))
+        rows = torch.arange(b, device=encoder_out.device).repeat_interleave(beam_size)
+        cross = [
+            (k[rows], v[rows], None if m is None else m[rows])
+            for k, v, m in self.cross_kv(encoder_out)
+        ]
+        cache = self._new_cache(b * beam_size, encoder_out)
+        prompt = torch.tensor(prompts, device=encoder_out.device)[rows]
+        hs = self._forward(prompt, 0, cache, cross)
+        no_speech: list[float | None] = [None] * b
+        if no_speech_id is not None:
+            at = hs[::beam_size, p - 1 if sot_index is None else sot_index]
+            no_speech = F.softmax(F.linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
+        h = hs[:, -1]
+        seqs: list[list[int]] = [[] for _ in range(b * beam_size)]
+        # one live beam per row at the start: the copies would only duplicate it
+        scores = [0.0 if j % beam_size == 0 else float("-inf") for j in range(b * beam_size)]
+        finished: list[list[tuple[list[int], float]]] = [[] for _ in range(b)]
+        for step in range(max_new):
+            bias = self.begin_bias if step == 0 else self.suppress_bias
+            if timestamps is not None:
+                bias = bias + timestamps.mask(seqs, bias.shape[0], bias.device).to(bias.dtype)
+            logits = F.linear(h, self.proj) + bias
+            if timestamps is not None:
+                logits = timestamps.force(logits)
+            logprobs = F.log_softmax(logits.float(), dim=-1)
+            top_lp, top_tok = logprobs.topk(beam_size + 1, dim=-1)
+            top_lp, top_tok = top_lp.tolist(), top_tok.tolist()
+            source, nxt, new_seqs, new_scores = [], [], [], []
+            for i in range(b):
+                beams = range(i * beam_size, (i + 1) * beam_size)
+                if len(finished[i]) >= want:  # done: its beams idle in place
+                    for j in beams:
+                        source.append(j)
+                        nxt.append(self.eot)
+                        new_seqs.append(seqs[j])
+                        new_scores.append(float("-inf"))
+                    continue
+                cands = sorted(
+                    (
+                        (scores[j] + lp, j, t)
+                        for j in beams
+                        if scores[j] > float("-inf")
+                        for lp, t in zip(top_lp[j], top_tok[j], strict=True)
+                        if lp > float("-inf")
+                    ),
+                    key=lambda c: -c[0],
+                )
+                kept = 0
+                for score, j, t in cands:
+                    if t == self.eot:
+                        if len(finished[i]) < want:
+                            finished[i].append((seqs[j], score))
+                        continue
+                    source.append(j)
+                    nxt.append(t)
+                    new_seqs.append([*seqs[j], t])
+                    new_scores.append(score)
+                    kept += 1
+                    if kept == beam_size:
+                        break
+                for _ in range(beam_size - kept):  # too few candidates: idle beams
+                    source.append(i * beam_size)
+                    nxt.append(self.eot)
+                    new_seqs.append(seqs[i * beam_size])
+                    new_scores.append(float("-inf"))
+            seqs, scores = new_seqs, new_scores
+            if all(len(f) >= want for f in finished) or step == max_new - 1:
+                break
+            src = torch.tensor(source, device=encoder_out.device)
+            filled = p + step  # cache positions written so far
+            for kc, vc in cache:
+                kc[:, :, :filled] = kc[src, :, :filled]
+                vc[:, :, :filled] = vc[src, :, :filled]
+            tokens = torch.tensor(nxt, device=encoder_out.device)[:, None]
+            h = self._forward(tokens, p + step, cache, cross)[:, -1]
+        out_tokens, out_sums = [], []
+        for i in range(b):
+            pool = finished[i]
+            if len(pool) < want:  # the length limit: unfinished beams compete too
+                pool = pool + [
+                    (seqs[j], scores[j])
+                    for j in range(i * beam_size, (i + 1) * beam_size)
+                    if scores[j] > float("-inf")
+                ]
+            best = max(pool, key=lambda c: c[1] / max(1, len(c[0])))
+            out_tokens.append(list(best[0]))
+            out_sums.append(float(best[1]))
+        return Decoded(out_tokens, out_sums, no_speech)
 
     @torch.inference_mode()
     def alignment(

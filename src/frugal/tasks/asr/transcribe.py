@@ -37,8 +37,9 @@ WINDOW_S = 30.0  # Whisper's input window, seconds
 
 @dataclass
 class DecodeOptions:
-    """How to decode. `method`: "lean" (our decoder) or "generate" (transformers); beams > 1
-    always go through generate(). `language` None detects it (multilingual). `timestamps`:
+    """How to decode. `method`: "lean" (our decoder: greedy, sampling, beam search) or
+    "generate" (transformers' generate(), a reference that needs transformers installed).
+    `language` None detects it (multilingual). `timestamps`:
     decode every recording with timestamps (segments with real times), not only those over
     30 s; `long_form` says how. A window whose peak level is below `silence_db` (dBFS) holds
     no signal and is not decoded (Whisper hallucinates "you" on digital silence)."""
@@ -124,7 +125,7 @@ EncoderFn = Callable[[WhisperASR, torch.Tensor], torch.Tensor]
 
 
 def dense_encoder(asr: WhisperASR, features: torch.Tensor) -> torch.Tensor:
-    """transformers' Whisper encoder, unchanged."""
+    """Whisper's encoder, unchanged."""
     return asr.model.model.encoder(features).last_hidden_state
 
 
@@ -170,8 +171,7 @@ class Transcriber:
 
     def features(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
         """Log-mel features, padded to 30 s: (B, mels, 3000)."""
-        fe = self.asr.feature_extractor
-        feats = fe(list(windows), sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        feats = self.asr.feature_extractor(list(windows))
         return feats.to(dtype=next(self.asr.model.parameters()).dtype)
 
     @torch.inference_mode()
@@ -247,10 +247,12 @@ class Transcriber:
         for lang in dict.fromkeys(languages[i] for i in which):
             rows = [k for k, i in enumerate(which) if languages[i] == lang]
             idx = [which[k] for k in rows]
-            if opts.method == "lean" and opts.beam_size == 1:
-                d = self.lean_decoder().decode(
-                    enc[rows], [prompts[i] for i in idx], opts.max_new_tokens, logprobs=logprobs
-                )
+            if opts.method == "lean":
+                lean, mine = self.lean_decoder(), [prompts[i] for i in idx]
+                if opts.beam_size == 1:
+                    d = lean.decode(enc[rows], mine, opts.max_new_tokens, logprobs=logprobs)
+                else:
+                    d = lean.beam_search(enc[rows], mine, opts.beam_size, opts.max_new_tokens)
                 out = d.tokens
                 if logprobs:
                     avg.update({i: d.avg_logprob(k) for k, i in enumerate(idx)})
@@ -291,8 +293,12 @@ class Transcriber:
         timestamps: bool = False,
         temperature: float = 0.0,
     ) -> list[list[int]]:
-        """transformers' generate() (beam search, or sampling at `temperature` > 0)."""
-        from transformers.modeling_outputs import BaseModelOutput
+        """transformers' generate() (greedy or beam search, or sampling at `temperature` > 0)
+        on a transformers model sharing this one's modules: the reference decoder."""
+        from frugal.models.optional import require
+
+        outputs = require("transformers.modeling_outputs", "method='generate'")
+        BaseModelOutput = outputs.BaseModelOutput
 
         opts, asr = self.options, self.asr
         if states.frame_mask(enc) is not None:  # generate() has no cross-attention mask
@@ -312,7 +318,7 @@ class Transcriber:
                 kwargs["max_new_tokens"] = opts.long_form.sample_len
             if opts.max_new_tokens is not None:
                 kwargs["max_new_tokens"] = opts.max_new_tokens
-            seqs = asr.model.generate(
+            seqs = asr.model.to_transformers().generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=enc[idx]),
                 decoder_input_ids=torch.tensor([list(prompt)] * len(idx)),
                 **kwargs,
@@ -426,7 +432,17 @@ class Transcriber:
         lf, lean = opts.long_form, self.lean_decoder()
         ids = asr.token_ids
         max_new = lf.sample_len if opts.max_new_tokens is None else opts.max_new_tokens
-        if opts.method == "lean" and opts.beam_size == 1:
+        if opts.method == "lean" and opts.beam_size > 1 and temperature == 0:
+            d = lean.beam_search(
+                enc,
+                prompts,
+                opts.beam_size,
+                max_new_tokens=max_new,
+                timestamps=self.timestamp_rules(),
+                sot_index=sots[0],
+                no_speech_id=ids["no_speech"],
+            )
+        elif opts.method == "lean":
             gens = None
             if temperature > 0:  # a seed per window, so a draw does not depend on the batch
                 gens = [
