@@ -11,20 +11,12 @@ import torch.nn.functional as F
 from frugal.models.whisper_features import LogMel, mel_filters
 from frugal.models.whisper_modules import WhisperDims, WhisperNet, sinusoids
 from frugal.tasks.asr import DecodeOptions, Transcriber
+from tests.conftest import small_whisper_config
 from tests.tolerance import assert_fp32_network_close, assert_fp32_pair_close
 
 
 def _small_net(seed: int = 0) -> WhisperNet:
-    dims = WhisperDims(
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        vocab_size=51864,
-    )
+    dims = WhisperDims.from_dict(small_whisper_config().to_dict())
     torch.manual_seed(seed)
     net = WhisperNet(dims)
     with torch.no_grad():

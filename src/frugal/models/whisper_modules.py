@@ -267,19 +267,16 @@ class Encoder(nn.Module):
         return EncoderOutput(self.layer_norm(x), tuple(attentions) if output_attentions else None)
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(EncoderLayer):
+    """An encoder layer with cross-attention over the encoder states between its
+    self-attention and its feed-forward block."""
+
     def __init__(self, d_model: int, heads: int, ffn: int):
-        super().__init__()
-        self.self_attn = Attention(d_model, heads)
-        self.self_attn_layer_norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
+        super().__init__(d_model, heads, ffn)
         self.encoder_attn = Attention(d_model, heads)
         self.encoder_attn_layer_norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
-        self.fc1 = nn.Linear(d_model, ffn)
-        self.fc2 = nn.Linear(ffn, d_model)
-        self.final_layer_norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
-        self.activation_fn = F.gelu
 
-    def forward(
+    def forward(  # type: ignore[override]
         self, x: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor | None
     ) -> torch.Tensor:
         x = x + self.self_attn(self.self_attn_layer_norm(x), causal=True)[0]
