@@ -117,11 +117,13 @@ def use_native_kernels(
     return done
 
 
-def _folder_model(folder: Path, kernels: str) -> tuple[WhisperNet, dict[str, str]]:
-    """A transformers folder (config.json, model.safetensors, generation_config.json): weights
-    memory-mapped. A packed file (written by frugal quantize) is decoded to float32 (exactly the
-    simulated values) and, with `kernels="native"`, its encoder int8 Linears run on the int8
-    kernel."""
+def _folder_model(
+    folder: Path, kernels: str, record: dict | None
+) -> tuple[WhisperNet, dict[str, str]]:
+    """A transformers folder (config.json, model.safetensors, generation_config.json), weights
+    in float32. A packed file (written by frugal quantize, its quantization `record`) is decoded
+    to float32 (exactly the simulated values) and, with `kernels="native"`, its encoder int8
+    Linears run on the int8 kernel."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
@@ -138,7 +140,6 @@ def _folder_model(folder: Path, kernels: str) -> tuple[WhisperNet, dict[str, str
     if (folder / "generation_config.json").is_file():
         gen = WhisperGeneration.from_pretrained(folder)
     model = WhisperNet.from_state_dict(dims, state, gen)
-    record = read_quant_record(folder)
     done: dict[str, str] = {}
     if packed is not None and kernels == "native":
         done = use_native_kernels(model, record, packed)
@@ -148,7 +149,8 @@ def _folder_model(folder: Path, kernels: str) -> tuple[WhisperNet, dict[str, str
 
 
 def _from_folder(folder: Path, kernels: str = "native", source: dict | None = None) -> WhisperASR:
-    model, done = _folder_model(folder, kernels)
+    record = read_quant_record(folder)  # written by frugal quantize
+    model, done = _folder_model(folder, kernels, record)
     tokenizer = WhisperTokenizer.from_file(folder / "tokenizer.json")
     ids = special_token_ids(tokenizer, model.config.vocab_size)
     if not (folder / "generation_config.json").is_file():
@@ -156,8 +158,8 @@ def _from_folder(folder: Path, kernels: str = "native", source: dict | None = No
 
         model.generation_config = generation_config_for(ids, model.config, {}, tokenizer)
     src: dict = source or {"kind": "transformers folder", "path": str(folder)}
-    if (record := read_quant_record(folder)) is not None:
-        src["quantization"] = record  # written by frugal quantize
+    if record is not None:
+        src["quantization"] = record
     if done:
         src["kernels"] = done
     extractor = LogMel(model.config.num_mel_bins)
