@@ -13,6 +13,9 @@ _LAZY = {
     "DecodeOptions": ("frugal.tasks.asr", "DecodeOptions"),
     "evaluate": ("frugal.tasks.asr", "evaluate"),
     "transcribe": ("frugal.tasks.asr", "transcribe"),
+    # faster-whisper's API on frugal's runtime
+    "WhisperModel": ("frugal.tasks.asr.faster_whisper_api", "WhisperModel"),
+    "BatchedInferencePipeline": ("frugal.tasks.asr.faster_whisper_api", "BatchedInferencePipeline"),
 }
 
 
@@ -26,4 +29,13 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = ["DecodeOptions", "__version__", "datasets", "evaluate", "load", "transcribe"]
+__all__ = [
+    "BatchedInferencePipeline",
+    "DecodeOptions",
+    "WhisperModel",
+    "__version__",
+    "datasets",
+    "evaluate",
+    "load",
+    "transcribe",
+]

@@ -15,7 +15,7 @@ pass would lose.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -98,6 +98,7 @@ class Segment:
     compression_ratio: float = 0.0
     temperature: float = 0.0
     words: list[Word] | None = None
+    seek: int = 0  # start of the window it was decoded in, mel frames (10 ms) from 0 s
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,6 +236,14 @@ class LongFormRunner:
 
     def run(self, streams: list[Stream], progress: Callable[[Stream, int], None] | None = None):
         """Decode until every stream is done; `progress(stream, frames advanced)`."""
+        for _ in self.rounds(streams, progress):
+            pass
+
+    def rounds(
+        self, streams: list[Stream], progress: Callable[[Stream, int], None] | None = None
+    ) -> Iterator[None]:
+        """`run`, one batch of windows per step: decoding advances only as far as the caller
+        iterates (segments accepted so far sit in each stream's `segments`)."""
         while True:
             for s in streams:
                 if not s.tried:
@@ -252,11 +261,13 @@ class LongFormRunner:
             pending = sorted((s for s in active if len(s.tried) == level), key=lambda s: s.windows)
             batch = pending[: self.batch_size]
             before = [s.seek for s in batch]
-            self._round(batch, self.opts.temperatures[level])
+            with torch.inference_mode():  # per round: a suspended generator must not hold it
+                self._round(batch, self.opts.temperatures[level])
             if progress is not None:
                 for s, seek in zip(batch, before, strict=True):
                     if s.seek > seek:
                         progress(s, min(s.seek, s.frames) - seek)
+            yield
 
     def _round(self, batch: list[Stream], temperature: float) -> None:
         quiet = [s for s in batch if not s.tried and self.is_silent(s.window())]
@@ -356,6 +367,7 @@ class LongFormRunner:
                     no_speech_prob=r.no_speech_prob,
                     compression_ratio=r.compression_ratio,
                     temperature=r.temperature,
+                    seek=round(s.offset_s * FRAMES_PER_SECOND) + s.seek,
                 )
             )
         if kept and self.opts.word_timestamps and self.align is not None and enc is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -538,6 +538,62 @@ class Transcriber:
                 w.start, w.end = round(w.start, 3), round(w.end, 3)
                 w.probability = round(w.probability, 4)
 
+    def long_form_runner(self) -> LongFormRunner:
+        """The seeking / fallback driver with this transcriber's features, encoder and
+        decoder plugged in."""
+        return LongFormRunner(
+            self.options.long_form,
+            self.timestamp_rules(),
+            is_silent=self.is_silent,
+            features=self.features,
+            encode=lambda feats: self.encoder(self.asr, feats),
+            prompt=self._prompt,
+            decode=self._decode_long,
+            decode_text=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
+            batch_size=self.options.batch_size,
+            align=self._align,
+            guard=self.guard,
+            encode_dense=None if self.guard is None else lambda f: dense_encoder(self.asr, f),
+        )
+
+    def iter_segments(
+        self, audio: np.ndarray, prompt_tokens: Sequence[int] = ()
+    ) -> Iterator[tuple[Stream, Segment]]:
+        """Long-form segments of one recording in time order, each as soon as it is final:
+        decoding advances only as far as the caller iterates. `prompt_tokens` are the text
+        before the recording (an initial prompt), given to the first window of every stream.
+        Yields (the stream it came from, the segment)."""
+        streams = sorted(streams_for([audio], self.options.long_form), key=lambda s: s.offset_s)
+        for s in streams:
+            s.history = list(prompt_tokens)
+        k, sent = 0, 0
+        for _ in self.long_form_runner().rounds(streams):
+            while k < len(streams):
+                s = streams[k]
+                for g in s.segments[sent:]:
+                    yield s, g
+                sent = len(s.segments)
+                if not s.done:
+                    break
+                k, sent = k + 1, 0
+        for s in streams[k:]:  # streams the runner never had to decode (all silent)
+            yield from ((s, g) for g in s.segments[sent:])
+            sent = 0
+
+    def language_probs(self, audio: np.ndarray) -> dict[str, float]:
+        """Probability of each language token after start-of-transcript on the first 30 s
+        (multilingual checkpoints), largest first."""
+        lang_to_id = self.asr.model.generation_config.lang_to_id
+        if not lang_to_id:
+            raise ValueError(f"{self.asr.name} is English-only: it has no language tokens")
+        with torch.inference_mode():
+            enc = self.encoder(self.asr, self.features([audio[: int(WINDOW_S * SAMPLE_RATE)]]))
+            logits = self.lean_decoder().prompt_logits(enc, [self.asr.token_ids["sot"]])[0]
+        names, ids = zip(*lang_to_id.items(), strict=True)
+        probs = torch.softmax(logits[list(ids)].double(), dim=-1).tolist()
+        ranked = sorted(zip(names, probs, strict=True), key=lambda it: -it[1])
+        return {name[2:-2]: p for name, p in ranked}
+
     def _transcribe_long(
         self, audios: list[np.ndarray], owners: list[int], progress
     ) -> dict[int, Transcript]:
@@ -554,20 +610,7 @@ class Transcriber:
             if progress is not None and lf.mode == "batched":  # audio outside speech is done
                 progress((len(audio) - sum(len(s.audio) for s in mine)) / SAMPLE_RATE)
         eot = self.asr.token_ids["eot"]
-        runner = LongFormRunner(
-            lf,
-            self.timestamp_rules(),
-            is_silent=self.is_silent,
-            features=self.features,
-            encode=lambda feats: self.encoder(self.asr, feats),
-            prompt=self._prompt,
-            decode=self._decode_long,
-            decode_text=lambda toks: self.asr.tokenizer.decode(toks, skip_special_tokens=True),
-            batch_size=self.options.batch_size,
-            align=self._align,
-            guard=self.guard,
-            encode_dense=None if self.guard is None else lambda f: dense_encoder(self.asr, f),
-        )
+        runner = self.long_form_runner()
         hop = SAMPLE_RATE // 100
         with torch.inference_mode():
             runner.run(
