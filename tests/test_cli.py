@@ -21,7 +21,7 @@ def test_models_lists_packaged_checkpoints():
     assert "tiny.en" in res.stdout and "base" in res.stdout and ".[base]" in res.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["models"], ["--version"]])
+@pytest.mark.parametrize("args", [["--help"], ["models"], ["--version"], ["formats"]])
 def test_listing_commands_never_load_torch(args):
     """What a user runs to look around answers without importing torch or transformers
     (1.6 s and 4.5 s of start-up on this machine kind)."""

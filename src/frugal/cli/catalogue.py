@@ -34,22 +34,26 @@ def models() -> None:
 @app.command()
 def formats() -> None:
     """List number formats with their bits per element (shared scales included)."""
-    from frugal.formats import list_formats
-    from frugal.formats.packing import is_packable
-    from frugal.formats.registry import grammar
-    from frugal.nn.native import native_kernel
+    import json
+    from pathlib import Path
 
-    table = Table("name", "bits/element", "kind", "stored", "runs on (this CPU)")
-    for f in list_formats():
+    import frugal
+
+    # computed from the formats and stored (frugal.formats.catalogue): read by path, since
+    # importing frugal.formats would import torch
+    path = Path(frugal.__file__).parent / "formats" / "catalogue.json"
+    catalogue = json.loads(path.read_text())
+    table = Table("name", "bits/element", "kind", "stored", "runs on (CPU)")
+    for row in catalogue["rows"]:
         table.add_row(
-            f.name,
-            f"{f.bits_per_element:g}",
-            type(f).__name__.removesuffix("Format"),
-            "packed" if is_packable(f) else "fp32",
-            native_kernel(f.name) or "simulated (fp32 on the grid)",
+            row["name"],
+            f"{row['bits']:g}",
+            row["kind"],
+            row["stored"],
+            row["kernel"] or "simulated (fp32 on the grid)",
         )
     out.print(table)
-    out.print(f"Grammar: {grammar()}", highlight=False)
+    out.print(f"Grammar: {catalogue['grammar']}", highlight=False)
 
 
 @app.command()
