@@ -1,10 +1,13 @@
-"""Conversion of CTranslate2 Whisper checkpoints into transformers' Whisper."""
+"""Conversion of CTranslate2 Whisper checkpoints into frugal's Whisper modules (transformers'
+parameter names)."""
 
 import numpy as np
 import pytest
 import torch
+from transformers import WhisperForConditionalGeneration
 
 from frugal.models import CT2FormatError, load_ct2_whisper, load_whisper
+from frugal.models.registry import CHECKPOINTS
 from tests.conftest import ct2_variables_from_hf, small_whisper_config, write_ct2
 
 
@@ -106,3 +109,36 @@ def test_missing_merges_finds_unproduced_two_character_tokens():
     tj["model"]["merges"] = [["a", "b"], ["b", "c"], ["ab", "c"]]  # the list-of-pairs layout
     assert missing_merges(tj) == []
     assert missing_merges({"model": {"type": "Unigram"}}) == []
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_a_stored_projection_must_equal_the_embeddings(tmp_path, int8):
+    """A checkpoint that stores the output projection apart (no alias) loads when it equals
+    the token embeddings, compared as stored, and is refused when it differs."""
+    torch.manual_seed(0)
+    hf = WhisperForConditionalGeneration(small_whisper_config()).eval()
+    v = ct2_variables_from_hf(hf)
+    if int8:  # embeddings stored as int8 codes with a scale per row, as CTranslate2 does
+        emb = v["decoder/embeddings/weight"]
+        scale = (127.0 / np.maximum(np.abs(emb).max(1), 1e-8)).astype(np.float32)
+        v["decoder/embeddings/weight"] = np.round(emb * scale[:, None]).astype(np.int8)
+        v["decoder/embeddings/weight_scale"] = scale
+    src = CHECKPOINTS["tiny.en"].folder()
+    for name, proj in (("same", v["decoder/embeddings/weight"]), ("other", None)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("tokenizer.json", "config.json"):
+            (folder / f).write_bytes((src / f).read_bytes())
+        variables = dict(v)
+        if proj is None:  # one entry off by one code (int8) or one ulp-ish step (float)
+            proj = v["decoder/embeddings/weight"].copy()
+            proj[5, 3] += 1 if int8 else np.float32(1e-3)
+        variables["decoder/projection/weight"] = proj
+        if int8:
+            variables["decoder/projection/weight_scale"] = v["decoder/embeddings/weight_scale"]
+        write_ct2(folder / "model.bin", variables)
+        if name == "same":
+            load_ct2_whisper(folder)
+        else:
+            with pytest.raises(CT2FormatError, match="untied"):
+                load_ct2_whisper(folder)

@@ -135,11 +135,26 @@ def whisper_state_dict_from_ct2(ct2: CT2Model, config: WhisperDims) -> dict[str,
                         raise CT2FormatError("non-zero key bias: transformers' Whisper has none")
                 else:
                     sd[f"{name}.bias"] = bb
-    if "decoder/projection/weight" in ct2:
-        proj = w("decoder/projection/weight")
-        if not np.array_equal(proj, sd["model.decoder.embed_tokens.weight"]):
-            raise CT2FormatError("output projection differs from decoder embeddings (untied)")
+    if "decoder/projection/weight" in ct2 and not _same_weight(
+        ct2, "decoder/projection/weight", "decoder/embeddings/weight"
+    ):
+        raise CT2FormatError("output projection differs from decoder embeddings (untied)")
     return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+
+
+def _same_weight(ct2: CT2Model, a: str, b: str) -> bool:
+    """Whether two weights hold the same values: compared as stored (with their scales) when
+    they share a storage type, which costs no float32 copy of a vocabulary-sized matrix."""
+    if ct2.aliases.get(a, a) == ct2.aliases.get(b, b):
+        return True
+    wa, wb = ct2[a], ct2[b]
+    if ct2.dtypes.get(ct2.aliases.get(a, a)) != ct2.dtypes.get(ct2.aliases.get(b, b)):
+        return np.array_equal(ct2.float_weight(a), ct2.float_weight(b))
+    scales = [n.rsplit("/", 1)[0] + "/weight_scale" for n in (a, b)]
+    if wa.dtype.kind == "i" and any(n in ct2 for n in scales):
+        if not all(n in ct2 for n in scales) or not np.array_equal(ct2[scales[0]], ct2[scales[1]]):
+            return False
+    return np.array_equal(wa, wb)
 
 
 def special_token_ids(tokenizer: WhisperTokenizer, vocab_size: int) -> dict[str, int]:
