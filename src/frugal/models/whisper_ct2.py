@@ -151,8 +151,10 @@ def _same_weight(ct2: CT2Model, a: str, b: str) -> bool:
     if ct2.dtypes.get(ct2.aliases.get(a, a)) != ct2.dtypes.get(ct2.aliases.get(b, b)):
         return np.array_equal(ct2.float_weight(a), ct2.float_weight(b))
     scales = [n.rsplit("/", 1)[0] + "/weight_scale" for n in (a, b)]
-    if wa.dtype.kind == "i" and any(n in ct2 for n in scales):
-        if not all(n in ct2 for n in scales) or not np.array_equal(ct2[scales[0]], ct2[scales[1]]):
+    have = [n in ct2 for n in scales]
+    if wa.dtype.kind == "i" and any(have):
+        same_scales = all(have) and np.array_equal(ct2[scales[0]], ct2[scales[1]])
+        if not same_scales:
             return False
     return np.array_equal(wa, wb)
 
