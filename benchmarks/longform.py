@@ -1,4 +1,5 @@
-"""Long-form transcription: frugal sequential / batched beside faster-whisper, fp32 and int8.
+"""Long-form transcription: frugal sequential / batched / chunks beside faster-whisper, fp32 and
+int8.
 
 Three strata built from the built-in set: (i) recordings of several minutes (consecutive
 utterances joined with 0.4 s pauses), (ii) 20–30 s clips (the same joined to 20–30 s),
@@ -8,9 +9,12 @@ threads. Prints per stratum WER (%) with a 95% bootstrap interval over items, wo
 against reference words, wall time and the real-time factor, and the WER difference to
 faster-whisper paired by item.
 
-frugal "int8" is RTN int8 per-channel weights *simulated* in fp32 (quantized in memory; a
-folder saved by `frugal quantize` runs its encoder on the int8 kernel, measured in
-benchmarks/savings.py); faster-whisper's int8 runs CTranslate2's real int8 kernels.
+frugal "int8" is RTN int8 per-channel weights quantized in memory, run as a `frugal quantize
+-f int8_pc --vocab-format int8_pc` folder runs (encoder Linears on the int8 kernel, decoder
+fp32 values on the int8 grid, vocabulary screened in int8); faster-whisper's int8 runs
+CTranslate2's int8 kernels. frugal "chunks" decodes each VAD chunk once without timestamps,
+as faster-whisper's batched pipeline does by default (its anchor); frugal "batched" adds
+timestamps, seeking and temperature fallback inside each chunk.
 
     python benchmarks/longform.py --threads 2 [--quick] [--out docs/results/longform/bench.json]
 """
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     systems = {
         "frugal sequential fp32": frugal_system(asr, "sequential", args.batch_size),
         "frugal batched fp32": frugal_system(asr, "batched", args.batch_size),
+        "frugal chunks fp32": frugal_system(asr, "chunks", args.batch_size),
         "frugal sequential fp32 + VAD filter": frugal_system(
             asr, "sequential", args.batch_size, vad_filter=True
         ),
@@ -190,21 +195,24 @@ def main(argv: list[str] | None = None) -> dict:
     anchors = {
         "frugal sequential fp32": "fw sequential fp32",
         "frugal batched fp32": "fw batched fp32",
+        "frugal chunks fp32": "fw batched fp32",
         "frugal sequential fp32 + VAD filter": "fw sequential fp32",
     }
     fw_seq, fw_bat = faster_whisper_systems(folder, "float32", args.threads, args.batch_size)
     systems |= {"fw sequential fp32": fw_seq, "fw batched fp32": fw_bat}
     if not args.no_int8:
+        from frugal.models.whisper import use_native_kernels
         from frugal.tasks.asr.quantize import quantize_whisper
 
+        # what `WhisperModel(..., compute_type="int8")` and a `frugal quantize -f int8_pc
+        # --vocab-format int8_pc` folder run: encoder on the int8 kernel, decoder fp32 values
+        # on the int8 grid, vocabulary screened in int8
         q = copy.deepcopy(asr)
-        quantize_whisper(q, "int8_pc")
-        systems["frugal sequential int8 (simulated)"] = frugal_system(
-            q, "sequential", args.batch_size
-        )
-        systems["frugal batched int8 (simulated)"] = frugal_system(q, "batched", args.batch_size)
-        anchors["frugal sequential int8 (simulated)"] = "fw sequential int8"
-        anchors["frugal batched int8 (simulated)"] = "fw batched int8"
+        use_native_kernels(q.model, quantize_whisper(q, "int8_pc", vocab_format="int8_pc"))
+        for mode, anchor in (("sequential", "sequential"), ("batched", "batched"),
+                             ("chunks", "batched")):  # fmt: skip
+            systems[f"frugal {mode} int8"] = frugal_system(q, mode, args.batch_size)
+            anchors[f"frugal {mode} int8"] = f"fw {anchor} int8"
         fw_seq8, fw_bat8 = faster_whisper_systems(folder, "int8", args.threads, args.batch_size)
         systems |= {"fw sequential int8": fw_seq8, "fw batched int8": fw_bat8}
 

@@ -35,8 +35,9 @@ LongFormOpt = Annotated[
     typer.Option(
         "--long-form",
         help="audio over 30 s (and every file in transcribe): sequential (seek through the "
-        "recording), batched (VAD chunks decoded in batches) or windows (fixed 30 s windows "
-        "without timestamps)",
+        "recording), batched (VAD chunks decoded in batches, with timestamps and fallback), "
+        "chunks (VAD chunks decoded once each without timestamps, faster-whisper's batched "
+        "pipeline) or windows (fixed 30 s windows without timestamps)",
     ),
 ]
 

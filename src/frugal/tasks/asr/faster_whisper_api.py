@@ -248,14 +248,16 @@ class WhisperModel:
         temps = args["temperature"]
         temps = (float(temps),) if isinstance(temps, int | float) else tuple(temps)
         vad = _vad_options(args["vad_parameters"])
+        if args["without_timestamps"]:
+            mode = "chunks" if mode == "batched" else "windows"
         lf = LongFormOptions(
-            mode="windows" if args["without_timestamps"] else mode,
+            mode=mode,
             temperatures=temps,
             compression_ratio_threshold=args["compression_ratio_threshold"],
             logprob_threshold=args["log_prob_threshold"],
             no_speech_threshold=args["no_speech_threshold"],
             condition_on_previous_text=args["condition_on_previous_text"],
-            vad_filter=vad_filter and mode == "sequential",
+            vad_filter=vad_filter and mode in ("sequential", "windows"),
             word_timestamps=args["word_timestamps"],
             prompt_reset_on_temperature=args["prompt_reset_on_temperature"],
             max_initial_timestamp=args["max_initial_timestamp"],
@@ -291,7 +293,7 @@ class WhisperModel:
         prompt = self._prompt_tokens(args["initial_prompt"])
         duration = len(samples) / SAMPLE_RATE
         after_vad = duration
-        if mode == "batched" or (vad_filter and mode == "sequential"):
+        if mode in ("batched", "chunks") or vad_filter:
             after_vad = sum(b - a for a, b in speech_chunks(samples, vad)) / SAMPLE_RATE
         info = TranscriptionInfo(
             language=language,
@@ -302,9 +304,11 @@ class WhisperModel:
             transcription_options={
                 k: v for k, v in args.items() if k not in ("self", "audio", "fixed")
             },
-            vad_options=vad.to_dict() if (vad_filter or mode == "batched") else None,
+            vad_options=vad.to_dict() if (vad_filter or mode in ("batched", "chunks")) else None,
         )
-        if args["without_timestamps"]:
+        if mode == "chunks":
+            return self._chunk_segments(tr, samples), info
+        if mode == "windows":
             return self._window_segments(tr, samples), info
         return self._segments(tr, samples, prompt), info
 
@@ -340,6 +344,16 @@ class WhisperModel:
     ) -> Iterator[Segment]:
         for i, (_, g) in enumerate(tr.iter_segments(samples, prompt), start=1):
             yield self._segment(i, g.seek, g, g.tokens)
+
+    def _chunk_segments(self, tr: Transcriber, samples: np.ndarray) -> Iterator[Segment]:
+        """One segment per VAD chunk, decoded once without timestamps (faster-whisper's batched
+        pipeline); the chunk's scores are not computed on this path (NaN)."""
+        nan, n = float("nan"), 0
+        for g, _, _ in tr.iter_chunks(samples):
+            if g is not None:
+                g.avg_logprob = g.no_speech_prob = g.compression_ratio = nan
+                n += 1
+                yield self._segment(n, g.seek, g, g.tokens)
 
     def _window_segments(self, tr: Transcriber, samples: np.ndarray) -> Iterator[Segment]:
         """One segment per 30 s window decoded without timestamps; the window's scores are
@@ -393,12 +407,14 @@ class BatchedInferencePipeline:
         sparsify: str | None = None,
         **fixed,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """faster-whisper's batched defaults, but frugal decodes every chunk with timestamps
-        (segments with real times inside a chunk), so `without_timestamps` is taken as False;
-        `vad_filter=False` is not supported (chunks come from the VAD)."""
+        """faster-whisper's batched defaults: VAD chunks of at most 30 s decoded once each
+        without timestamps at the first temperature, one segment per chunk (frugal's "chunks"
+        mode). With `without_timestamps=False`, frugal's "batched" long-form instead: each
+        chunk decoded with timestamps, seeking and temperature fallback. `vad_filter=False` is
+        not supported (chunks come from the VAD)."""
         if not vad_filter:
             raise ValueError("frugal's batched pipeline decodes VAD chunks: vad_filter=True")
-        args = locals() | {"fixed": fixed, "without_timestamps": False}
+        args = locals() | {"fixed": fixed}
         return self.model._transcribe(audio, "batched", batch_size, args, vad_filter=True)
 
 

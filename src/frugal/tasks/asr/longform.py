@@ -34,14 +34,17 @@ from frugal.tasks.asr.timestamps import (
 )
 
 HOP = SAMPLE_RATE // FRAMES_PER_SECOND  # samples per mel frame (160)
-MODES = ("sequential", "batched", "windows")
+MODES = ("sequential", "batched", "chunks", "windows")
 
 
 @dataclass
 class LongFormOptions:
     """How audio is transcribed with timestamps. `mode`: "sequential" (seek through the whole
-    recording), "batched" (VAD chunks decoded in batches) or "windows" (fixed 30 s windows
-    without timestamps; the old behaviour, kept for comparison). Thresholds as in Whisper:
+    recording), "batched" (VAD chunks decoded in batches, with timestamps, seeking and
+    fallback inside each), "chunks" (VAD chunks of at most 30 s, each decoded once without
+    timestamps at the first temperature, in batches: faster-whisper's batched pipeline; one
+    segment per chunk, timed by the VAD) or "windows" (fixed 30 s windows without
+    timestamps; the old behaviour, kept for comparison). Thresholds as in Whisper:
     gzip compression ratio, mean log-probability (nats/token), `<|nospeech|>` probability;
     None disables one. `sample_len`: most tokens decoded per window. `vad_filter`: in
     sequential mode, seek over stretches where the VAD finds no speech (off by default, as in

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from frugal.data.audio import SAMPLE_RATE, peak_dbfs
+from frugal.data.vad import speech_chunks
 from frugal.models.whisper import WhisperASR
 from frugal.tasks.asr import states
 from frugal.tasks.asr.guard import LoopGuard, compression_ratio
@@ -74,8 +75,9 @@ class DecodeOptions:
 @dataclass
 class Transcript:
     """Text and tokens of one recording, with the time spent on it (ms). `decoding` says how:
-    "short" (one window, no timestamps), "sequential", "batched" or "windows"; `fallbacks`
-    counts windows decoded again at a higher temperature, `skipped` windows judged silent,
+    "short" (one window, no timestamps), "sequential", "batched", "chunks" or "windows";
+    `fallbacks` counts windows decoded again at a higher temperature, `skipped` windows judged
+    silent,
     `guarded` windows of an approximate encoder decoded again dense by its loop guard."""
 
     text: str
@@ -346,6 +348,8 @@ class Transcriber:
             (short if fits and not self.options.timestamps else long).append(i)
         if lf.mode == "windows":  # fixed windows without timestamps, for comparison
             short, long = list(range(len(audios))), []
+        if lf.mode == "chunks":
+            return [self._transcribe_chunks(a, progress) for a in audios]
         out: dict[int, Transcript] = {}
         out.update(self._transcribe_windows([audios[i] for i in short], short, progress))
         out.update(self._transcribe_long([audios[i] for i in long], long, progress))
@@ -399,6 +403,60 @@ class Transcriber:
                 guarded=sum(g for *_, g in parts),
             )
         return out
+
+    def iter_chunks(
+        self, audio: np.ndarray
+    ) -> Iterator[tuple[Segment | None, dict[str, float], str | None]]:
+        """Speech chunks of one recording (VAD, at most 30 s each) decoded once without
+        timestamps, `batch_size` at a time, as each batch is consumed: per chunk, a segment
+        timed by the chunk (None when it holds no text), its share of the batch's timings in
+        ms, its language."""
+        lf = self.options.long_form
+        t0 = _now()
+        chunks = speech_chunks(audio, lf.vad)
+        vad_ms = 1e3 * (_now() - t0)
+        bs = self.options.batch_size
+        for first in range(0, len(chunks), bs):
+            spans = chunks[first : first + bs]
+            wb = self.decode_windows([audio[a:b] for a, b in spans])
+            share = {k: v / len(spans) for k, v in wb.timings_ms.items()}
+            if first == 0:
+                share = {**share, "vad_ms": vad_ms}
+            for (a, b), toks, lang in zip(spans, wb.tokens, wb.languages, strict=True):
+                text = self.asr.tokenizer.decode(toks, skip_special_tokens=True).strip()
+                start, end = round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)
+                seg = Segment(start, end, text, tokens=list(toks), seek=round(start * 100))
+                yield (seg if text else None), share, lang
+
+    def _transcribe_chunks(self, audio: np.ndarray, progress) -> Transcript:
+        segments, timings, language = [], {}, None
+        done_s, chunks = 0.0, 0
+        for seg, share, lang in self.iter_chunks(audio):
+            chunks += 1
+            language = language or lang
+            for k, v in share.items():
+                timings[k] = timings.get(k, 0.0) + v
+            if seg is None:
+                continue
+            segments.append(seg)
+            if progress is not None:
+                progress(seg.end - done_s)
+                done_s = seg.end
+        duration = len(audio) / SAMPLE_RATE
+        if progress is not None and duration > done_s:
+            progress(duration - done_s)
+        if timings:
+            timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
+        return Transcript(
+            text=" ".join(g.text for g in segments),
+            tokens=[t for g in segments for t in g.tokens],
+            duration_s=duration,
+            windows=chunks,
+            language=language,
+            timings_ms=timings,
+            segments=segments,
+            decoding="chunks",
+        )
 
     # -- long-form -----------------------------------------------------------------------
 
