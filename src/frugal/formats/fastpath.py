@@ -31,6 +31,10 @@ def _lazy_module(name: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    # also an attribute of its package: `from package import name` then takes it as it is
+    # (going through the import system would touch the module and load it)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
     return module
 
 
