@@ -123,6 +123,8 @@ def test_unsupported_options_say_so():
         model.transcribe(audio, hotwords="frugal")
     with pytest.raises(TypeError, match="unexpected keyword"):
         model.transcribe(audio, no_such_option=1)
+    with pytest.raises(ValueError, match="initial_prompt"):
+        frugal.BatchedInferencePipeline(model).transcribe(audio, initial_prompt="tea")
     with pytest.raises(ValueError, match="English-only"):
         model.transcribe(audio, language="de")
     with pytest.raises(ValueError, match="compute_type"):

@@ -250,6 +250,8 @@ class WhisperModel:
         vad = _vad_options(args["vad_parameters"])
         if args["without_timestamps"]:
             mode = "chunks" if mode == "batched" else "windows"
+            if args["initial_prompt"] is not None:
+                raise ValueError("initial_prompt needs without_timestamps=False in frugal")
         lf = LongFormOptions(
             mode=mode,
             temperatures=temps,
