@@ -172,3 +172,12 @@ def test_beam_search_through_the_transcriber_is_close_to_greedy(tiny_en, builtin
     greedy = Transcriber(tiny_en).transcribe(audios)
     same = sum(b.text == g.text for b, g in zip(beam, greedy, strict=True))
     assert same >= 3 and all(b.text for b in beam)
+
+
+def test_an_untied_projection_is_refused():
+    net = _small_net()
+    state = dict(net.state_dict())
+    WhisperNet.from_state_dict(net.config, state, None)  # tied: loads
+    state["proj_out.weight"] = state["proj_out.weight"] + 1.0
+    with pytest.raises(ValueError, match="ties them"):
+        WhisperNet.from_state_dict(net.config, state, None)

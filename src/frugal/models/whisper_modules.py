@@ -393,9 +393,13 @@ class WhisperNet(nn.Module):
         cls, dims: WhisperDims, state: dict[str, torch.Tensor], generation: WhisperGeneration | None
     ) -> WhisperNet:
         """Built without initialising and given `state`'s tensors (no copy; a missing or extra
-        tensor is an error). Encoder positions missing from `state` are Whisper's sinusoids."""
+        tensor, or an output projection other than the token embeddings, is an error).
+        Encoder positions missing from `state` are Whisper's sinusoids."""
         state = dict(state)
-        state.setdefault("proj_out.weight", state["model.decoder.embed_tokens.weight"])
+        embed = state["model.decoder.embed_tokens.weight"]
+        proj = state.setdefault("proj_out.weight", embed)
+        if proj is not embed and not torch.equal(proj, embed):
+            raise ValueError("proj_out.weight differs from the token embeddings: Whisper ties them")
         state.setdefault(
             "model.encoder.embed_positions.weight",
             sinusoids(dims.max_source_positions, dims.d_model),
