@@ -28,10 +28,11 @@ KEY_PACKAGES = (
 )
 # optional extras: (extra name, distributions it needs, what it gives)
 EXTRAS = (
+    ("hf", ("transformers",), "causal LMs, generate() as Whisper's reference decoder"),
     ("bench", ("faster-whisper", "ctranslate2"), "the faster-whisper anchor, CT2 comparisons"),
     ("ray", ("ray",), "measurements on a Ray cluster"),
     ("optuna", ("optuna",), "Optuna sampler and export"),
-    ("llm", ("gguf", "accelerate"), "packaged GGUF language models"),
+    ("llm", ("transformers", "gguf", "accelerate"), "packaged GGUF language models"),
 )
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CPU_VARIABLES = ("ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE", "OMP_WAIT_POLICY")
