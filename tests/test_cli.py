@@ -40,8 +40,8 @@ def test_listing_commands_never_load_torch(args):
 
 
 def test_transcription_runs_without_transformers(builtin, tmp_path):
-    """Whisper's run-time path (load, transcribe with timestamps, evaluate a quantized copy
-    from its packed file) works with transformers made unimportable, and never imports it;
+    """Whisper's run-time path (load, transcribe with timestamps, evaluate, quantize, transcribe
+    with the quantized copy from its packed file) works with transformers made unimportable;
     a plain transcription does not load numba either."""
     wav, q = str(builtin[1].audio_path), str(tmp_path / "q")
     code = (
@@ -53,6 +53,8 @@ def test_transcription_runs_without_transformers(builtin, tmp_path):
         f"res = r.invoke(app, ['transcribe', {wav!r}, '--format', 'json'])\n"
         "assert res.exit_code == 0, res.output\n"
         "assert 'numba' not in sys.modules  # loaded when a fused format kernel first runs\n"
+        "res = r.invoke(app, ['eval', '--limit', '2'])\n"
+        "assert res.exit_code == 0, res.output\n"
         f"res = r.invoke(app, ['quantize', '-m', 'tiny.en', '-f', 'int8_pc', '-o', {q!r}])\n"
         "assert res.exit_code == 0, res.output\n"
         f"res = r.invoke(app, ['transcribe', {wav!r}, '--model', {q!r}])\n"
