@@ -82,6 +82,7 @@ def test_a_looping_window_falls_back_to_higher_temperatures():
     runner.run([stream])
     assert [t for _, t in calls] == [0.0, 0.2, 0.4]
     assert stream.fallbacks == 2 and stream.segments[0].temperature == 0.4
+    assert stream.fallback_rules == {"compression": 2}
     assert stream.segments[0].text == "w7"
 
 
@@ -94,6 +95,7 @@ def test_when_every_temperature_fails_the_most_probable_non_loop_is_kept():
     stream = Stream(0, np.zeros(SR * 2, np.float32))
     runner.run([stream])
     assert stream.fallbacks == 2 and stream.segments[0].temperature == 0.2
+    assert stream.fallback_rules == {"logprob": 2}  # -3.0 and -1.5 are under -1
 
 
 def test_a_silent_window_is_skipped_and_not_re_decoded():
@@ -221,6 +223,8 @@ def test_forced_fallback_on_real_windows_is_seeded_and_counted(tiny_en, builtin)
     tr = Transcriber(tiny_en, DecodeOptions(timestamps=True, long_form=lf))
     first, again = tr.transcribe([audio])[0], tr.transcribe([audio])[0]
     assert first.fallbacks == 2 * first.windows  # every window "loops": all temperatures
+    assert sum(first.fallback_rules.values()) == first.fallbacks
+    assert set(first.fallback_rules) <= {"compression", "both"}
     assert first.text == again.text  # sampling is seeded per window
 
 

@@ -175,6 +175,7 @@ def transcribe(
                     "decoding": res.decoding,
                     "windows": res.windows,
                     "fallbacks": res.fallbacks,
+                    "fallback_rules": res.fallback_rules,
                     "skipped_silent": res.skipped,
                     "guarded_dense": res.guarded,
                     "segments": [

@@ -136,6 +136,7 @@ class Stream:
     speech: list[tuple[int, int]] | None = None  # VAD spans in frames; None: all is speech
     windows: int = 0
     fallbacks: int = 0
+    fallback_rules: dict[str, int] = field(default_factory=dict)  # which test sent it back
     skipped: int = 0  # windows judged silent
     dense: bool = False  # this window is encoded dense (the loop guard fired on it)
     guarded: int = 0  # windows the loop guard sent back to the dense encoder
@@ -172,6 +173,19 @@ def needs_fallback(r: WindowResult, opts: LongFormOptions) -> bool:
         and r.compression_ratio > opts.compression_ratio_threshold
     ) or (opts.logprob_threshold is not None and r.avg_logprob < opts.logprob_threshold)
     return bad and not is_silent(r, opts)
+
+
+def fallback_rule(r: WindowResult, opts: LongFormOptions) -> str:
+    """Which of Whisper's tests a result fails: "compression" (its text loops), "logprob"
+    (it is improbable), "both", or "" (none)."""
+    loops = (
+        opts.compression_ratio_threshold is not None
+        and r.compression_ratio > opts.compression_ratio_threshold
+    )
+    improbable = opts.logprob_threshold is not None and r.avg_logprob < opts.logprob_threshold
+    return {(True, True): "both", (True, False): "compression", (False, True): "logprob"}.get(
+        (loops, improbable), ""
+    )
 
 
 def is_silent(r: WindowResult, opts: LongFormOptions) -> bool:
@@ -329,6 +343,8 @@ class LongFormRunner:
             s.tried.append(r)
             if needs_fallback(r, self.opts) and len(s.tried) < len(self.opts.temperatures):
                 s.fallbacks += 1
+                rule = fallback_rule(r, self.opts)
+                s.fallback_rules[rule] = s.fallback_rules.get(rule, 0) + 1
                 continue
             self._accept(s, r if not needs_fallback(r, self.opts) else _best(s.tried, self.opts))
 

@@ -76,9 +76,10 @@ class DecodeOptions:
 class Transcript:
     """Text and tokens of one recording, with the time spent on it (ms). `decoding` says how:
     "short" (one window, no timestamps), "sequential", "batched", "chunks" or "windows";
-    `fallbacks` counts windows decoded again at a higher temperature, `skipped` windows judged
-    silent,
-    `guarded` windows of an approximate encoder decoded again dense by its loop guard."""
+    `fallbacks` counts windows decoded again at a higher temperature (`fallback_rules`: how
+    many because the text looped, was improbable, or both), `skipped` windows judged
+    silent, `guarded` windows of an approximate encoder decoded again dense by its loop
+    guard."""
 
     text: str
     tokens: list[int]
@@ -91,6 +92,7 @@ class Transcript:
     fallbacks: int = 0
     skipped: int = 0
     guarded: int = 0
+    fallback_rules: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +108,14 @@ class WindowBatch:
     timings_ms: dict[str, float]
     encoder_out: torch.Tensor
     guarded: list[bool] = field(default_factory=list)
+
+
+def _sum_counts(counts) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def split_windows(audio: np.ndarray, window_s: float = WINDOW_S) -> list[np.ndarray]:
@@ -693,6 +703,7 @@ class Transcriber:
                 segments=segments,
                 decoding=lf.mode,
                 fallbacks=sum(s.fallbacks for s in mine),
+                fallback_rules=_sum_counts(s.fallback_rules for s in mine),
                 skipped=sum(s.skipped for s in mine),
                 guarded=sum(s.guarded for s in mine),
             )
