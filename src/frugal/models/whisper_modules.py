@@ -372,9 +372,10 @@ class WhisperNet(nn.Module):
         decoder_input_ids: torch.Tensor | None = None,
         encoder_outputs=None,
         use_cache: bool | None = None,
+        encoder_mask: torch.Tensor | None = None,
     ) -> Seq2SeqOutput:
-        from frugal.tasks.asr.states import frame_mask
-
+        """`encoder_mask` (B, T) bool, True for the encoder frames the decoder attends to
+        (rows of unequal length in one batch); None attends to every frame."""
         if encoder_outputs is None:
             if input_features is None:
                 raise ValueError("give input_features or encoder_outputs")
@@ -382,10 +383,8 @@ class WhisperNet(nn.Module):
         else:
             enc = getattr(encoder_outputs, "last_hidden_state", None)
             enc = encoder_outputs[0] if enc is None else enc
-        mask = frame_mask(enc)
-        h = self.model.decoder(
-            decoder_input_ids, enc, None if mask is None else mask[:, None, None]
-        )
+        mask = None if encoder_mask is None else encoder_mask[:, None, None]
+        h = self.model.decoder(decoder_input_ids, enc, mask)
         return Seq2SeqOutput(self.proj_out(h), enc)
 
     @classmethod

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from frugal.models.whisper import WhisperASR
+from frugal.tasks.asr import states
 
 
 @lru_cache(maxsize=1)
@@ -94,7 +95,12 @@ def token_nll(
     ids = torch.full((len(rows), width), eot, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
-    out = asr.model(encoder_outputs=(encoder_out,), decoder_input_ids=ids[:, :-1])
+    # rows of unequal length (a sparsified batch) attend to their own frames only, as the
+    # decoder that transcribes them does
+    mask = states.frame_mask(encoder_out)
+    out = asr.model(
+        encoder_outputs=(encoder_out,), decoder_input_ids=ids[:, :-1], encoder_mask=mask
+    )
     logp = F.log_softmax(out.logits.float(), dim=-1)
     picked = logp.gather(-1, ids[:, 1:, None])[..., 0]
     result = []
