@@ -32,7 +32,7 @@ EXTRAS = (
     ("bench", ("faster-whisper", "ctranslate2"), "the faster-whisper anchor, CT2 comparisons"),
     ("ray", ("ray",), "measurements on a Ray cluster"),
     ("optuna", ("optuna",), "Optuna sampler and export"),
-    ("llm", ("transformers", "gguf", "accelerate"), "packaged GGUF language models"),
+    ("llm", ("transformers", "gguf"), "packaged GGUF language models"),
 )
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CPU_VARIABLES = ("ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE", "OMP_WAIT_POLICY")

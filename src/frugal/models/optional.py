@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"transformers": "hf", "gguf": "llm", "accelerate": "llm"}
+EXTRAS = {"transformers": "hf", "gguf": "llm"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

