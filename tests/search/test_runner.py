@@ -106,7 +106,8 @@ def test_linas_beats_random_at_a_fixed_budget():
     for seed in range(3):
         hv = {}
         for alg in ("random", "linas"):
-            kw = {"generations": 40} if alg == "linas" else {}
+            # 15 inner generations: hypervolume 0.979-0.989 against random's 0.917-0.929 here
+            kw = {"generations": 15} if alg == "linas" else {}
             with SearchStore(":memory:") as store:
                 a = make_algorithm(alg, p.space, 2, batch=10, seed=seed, **kw)
                 hv[alg] = hv_of(run_search(p, a, 60, store), p)

@@ -60,7 +60,7 @@ def _search(problem, algorithm, budget):
 @pytest.mark.parametrize("predictor", ["gp", "forest", "ensemble", "auto"])
 def test_linas_ehvi_proposes_new_valid_configs_and_beats_random(predictor):
     p = DiscreteZDT1()
-    algo = LINAS(p.space, 2, batch=10, seed=0, generations=30, predictor=predictor,
+    algo = LINAS(p.space, 2, batch=10, seed=0, generations=15, predictor=predictor,
                  selection="ehvi")  # fmt: skip
     rows = _search(p, algo, 60)
     assert len({r["key"] for r in rows}) == 60 and all(r["error"] is None for r in rows)
@@ -89,13 +89,13 @@ def test_limits_count_only_feasible_points_and_steer_the_search():
     base = feasible_share(RandomSearch(p.space, 2, batch=10, seed=0))
     for algo in (
         NSGA2Search(p.space, 2, batch=10, seed=0, limits=limits),
-        LINAS(p.space, 2, batch=10, seed=0, generations=30, limits=limits),
+        LINAS(p.space, 2, batch=10, seed=0, generations=15, limits=limits),
         LINAS(
             p.space,
             2,
             batch=10,
             seed=0,
-            generations=30,
+            generations=15,
             limits=limits,
             selection="ehvi",
             predictor="gp",

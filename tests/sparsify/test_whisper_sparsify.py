@@ -202,7 +202,8 @@ def test_a_guard_that_fires_gives_the_dense_transcript(tiny_en, builtin):
 
 
 def test_guard_catches_a_looping_setting_and_is_counted(tiny_en, builtin):
-    data = join_utterances(builtin[:40], 20.0, 30.0).take(4)
+    # two 20-30 s clips: the guard fires on both (WER 98.8% bare, 13.0% guarded = dense)
+    data = join_utterances(builtin[:40], 20.0, 30.0).take(2)
     cfg = SparsifyConfig(0, 0.9, guard=False)
     bare = evaluate(tiny_en, data, warmup=0, progress=False, nll=False, encoder=sparse_encoder(cfg))
     cfg = SparsifyConfig(0, 0.9)
@@ -312,8 +313,9 @@ def test_search_stores_each_point_and_resumes(tiny_en, builtin, tmp_path):
     strata = {"short": builtin.take(2), "long": join_utterances(builtin[:10], 8.0, 12.0).take(1)}
     seen = []
     kwargs = dict(
-        layers=[1], sparsities=[0.0, 0.4], baselines=["stride"], warmup=0, progress=seen.append
-    )
+        layers=[1], sparsities=[0.0, 0.4], baselines=["stride"], warmup=0, progress=seen.append,
+        confirm=False,  # the re-timing runs in test_cli_sparsify_search_on_both_strata
+    )  # fmt: skip
     first = run_search(tiny_en, strata, tmp_path, **kwargs)
     store = PointStore(tmp_path / "search.sqlite")
     rows, header = store.rows(), store.get_meta("config")
@@ -409,13 +411,16 @@ def test_cli_sparsify_search_on_both_strata(tmp_path, builtin):
     longs = tmp_path / "long.jsonl"  # --long-data: one built-in clip stands in for a long one
     longs.write_text(json.dumps({"audio": str(builtin[5].audio_path), "text": builtin[5].text}))
     args = ["sparsify", "search", "--limit", "2", "--long-data", str(longs), "--layers", "1"]
-    args += ["--sparsities", "0", "--baselines", "", "--out", str(tmp_path / "s")]
+    args += ["--sparsities", "0", "--baselines", "", "--warmup", "0", "--out", str(tmp_path / "s")]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     best = json.loads((tmp_path / "s" / "best.json").read_text())
     assert set(best["strata"]) == {"short", "long"}
+    assert set(best["confirm"]) == {"short", "long"}  # the winner (sparsity 0) re-timed
+    assert best["confirm"]["long"]["dense_ms"] > 0
     assert "short" in res.output and "long" in res.output
-    for bad, msg in ((["--strata", "medium"], "--strata takes"), (["--rule", "x"], "keep rule")):
+    bad_args = [(["--strata", "medium"], "--strata takes"), (["--rule", "x"], "keep rule")]
+    for bad, msg in [*bad_args, (["--warmup", "-1"], "--warmup takes 0 or more")]:
         res = runner.invoke(app, [*args[:-1], str(tmp_path / "other"), *bad])
         assert res.exit_code == 2 and msg in res.output, res.output
 

@@ -55,6 +55,9 @@ def sparsify_search(
     output: Annotated[
         Path, typer.Option("--out", "-o", help="folder: store, PNG, best.json")
     ] = Path("results/sparsify"),
+    warmup: Annotated[
+        int, typer.Option(help="untimed decodes before each timed point (0: time the first)")
+    ] = 1,
     threads: ThreadsOpt = None,
 ) -> None:
     """Every (layer, sparsity) measured against dense on short and 20-30 s clips; the budget
@@ -70,6 +73,8 @@ def sparsify_search(
         wanted = [s.strip() for s in strata.split(",") if s.strip()]
         if not wanted or set(wanted) - {"short", "long"}:
             raise ValueError(f"--strata takes short and/or long, not {strata!r}")
+        if warmup < 0:
+            raise ValueError(f"--warmup takes 0 or more, not {warmup}")
         sets = {}
         if "short" in wanted:
             sets["short"] = ds.take(limit, seed=seed) if limit is not None else ds
@@ -94,6 +99,7 @@ def sparsify_search(
                 grid,
                 base,
                 base_list,
+                warmup=warmup,
                 progress=lambda msg: status.update(f"measuring {msg}"),
             )
         except KeyboardInterrupt:

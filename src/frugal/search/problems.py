@@ -77,6 +77,7 @@ class MixedPrecision(Problem):
     name: str = "mixed-precision"
     objectives: tuple[str, ...] = ("error", "mbit")
     space: SearchSpace = field(init=False)
+    _front: np.ndarray | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
@@ -92,13 +93,16 @@ class MixedPrecision(Problem):
         return [float((self.sens * 4.0**-2).sum()) * 1.05, float(self.sizes.sum() * 8) * 1.05]
 
     def true_front(self) -> np.ndarray:
-        from frugal.search.pareto import pareto_mask
+        """Every configuration enumerated (4^layers), kept once computed."""
+        if self._front is None:
+            from frugal.search.pareto import pareto_mask
 
-        F = np.array([
-            self.evaluate({f"b{i}": v for i, v in enumerate(bits)})
-            for bits in itertools.product((2, 3, 4, 8), repeat=self.layers)
-        ])  # fmt: skip
-        return F[pareto_mask(F)]
+            F = np.array([
+                self.evaluate({f"b{i}": v for i, v in enumerate(bits)})
+                for bits in itertools.product((2, 3, 4, 8), repeat=self.layers)
+            ])  # fmt: skip
+            self._front = F[pareto_mask(F)]
+        return self._front.copy()
 
 
 class TableProblem(Problem):

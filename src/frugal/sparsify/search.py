@@ -241,10 +241,12 @@ def run_search(
     baselines: Iterable[str] = BASELINE_SCORES,
     warmup: int = 1,
     progress: Callable[[str], None] | None = None,
+    confirm: bool = True,
 ) -> SearchResult:
     """Measure dense, the (layer × sparsity) grid (settings of `base` otherwise, guard
     off), refinements near the budget boundary, the baseline scores and the guard at the
-    winner's setting, on every stratum; write search.sqlite, search.png, best.json."""
+    winner's setting, on every stratum; write search.sqlite, search.png, best.json.
+    `confirm`: re-time the guarded winner against dense, alternately (`confirm_speedup`)."""
     if not strata or any(len(d) == 0 for d in strata.values()):
         raise ValueError("every stratum needs at least one utterance")
     base = dataclasses.replace(base or SparsifyConfig(0, 0.0), guard=False)
@@ -308,7 +310,7 @@ def run_search(
             old = json.loads(previous.read_text()) if previous.exists() else {}
             if old.get("config") == guarded.to_dict() and old.get("confirm"):
                 result.confirm = old["confirm"]  # already re-timed for this winner
-            else:
+            elif confirm:
                 result.confirm = {
                     name: confirm_speedup(asr, data, guarded) for name, data in strata.items()
                 }
