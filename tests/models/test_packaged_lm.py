@@ -133,7 +133,7 @@ def test_a_wrong_or_partial_install_is_a_one_line_error(monkeypatch, tmp_path, f
         (dirs["tiny_part3"] / "data" / "part03.bin").unlink()
         assert entry.status() == "incomplete (no part03.bin)"
         with pytest.raises(
-            FileNotFoundError, match="part03.bin is missing; reinstall: pip install"
+            FileNotFoundError, match=r"part03\.bin is missing; reinstall: pip install"
         ):
             load_causal_lm("tiny")
         return
