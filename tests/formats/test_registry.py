@@ -65,7 +65,7 @@ def test_grammar_covers_every_pattern_and_its_examples_parse():
     for pattern, example in GRAMMAR:
         assert get_format(example).name == example, pattern
     assert "fixedN_fF" in grammar() and "flexN+M" in grammar()
-    prefixes = ("int", "fp", "bf16", "mx", "bfp", "nf4", "flex", "fixed")
+    prefixes = ("int", "fp", "bf16", "mx", "bfp", "nf4", "q4_0", "q8_0", "flex", "fixed")
     assert all(name.startswith(prefixes) for name in CATALOGUE)
     with pytest.raises(UnknownFormatError, match=r"names: intN\[_pc"):
         get_format("posit8")

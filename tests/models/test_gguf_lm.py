@@ -1,7 +1,6 @@
 """A causal LM from a GGUF file: the model and tokenizer transformers' own GGUF loader builds,
 from one fast read; the writer's inverse."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -63,8 +62,15 @@ def test_unsupported_inputs_are_refused(tmp_path):
     with pytest.raises(GGUFError, match="frugal writes GGUF for llama"):
         write_gguf(model, tmp_path / "x.gguf")
     model.config.model_type = "llama"
-    with pytest.raises(GGUFError, match="codes given for tensors the model lacks"):
-        write_gguf(model, tmp_path / "x.gguf", codes={"nope.weight": np.zeros((1, 34), np.uint8)})
+    with pytest.raises(GGUFError, match="exact tensors the model lacks"):
+        write_gguf(model, tmp_path / "x.gguf", exact={"nope.weight"})
+    with pytest.raises(GGUFError, match="frugal encodes Q4_0 and Q8_0"):
+        write_gguf(
+            model,
+            tmp_path / "x.gguf",
+            types={"blk.0.ffn_up.weight": 3},
+            exact={"blk.0.ffn_up.weight"},
+        )
     data = bytearray(path.read_bytes())
     i = data.index(b"llama")  # general.architecture's value
     data[i : i + 5] = b"gpt_x"

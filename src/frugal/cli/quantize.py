@@ -104,20 +104,33 @@ def quantize(
 def export(
     model: Annotated[str, typer.Argument(help="tiny.en, base, a frugal folder, ...")],
     output: Annotated[Path, typer.Option("--out", "-o", help="folder to write")],
-    to: Annotated[str, typer.Option(help="ct2 (CTranslate2 / faster-whisper) or hf")] = "ct2",
+    to: Annotated[
+        str, typer.Option(help="ct2 (CTranslate2 / faster-whisper), hf, or gguf (an LM)")
+    ] = "ct2",
     quantization: Annotated[
         str,
         typer.Option(help="ct2: int8, int8_float32, int8_float16, float16, bfloat16, float32"),
     ] = "int8",
+    rest: Annotated[
+        str, typer.Option(help="gguf: the matrices frugal did not quantize, f32 or f16")
+    ] = "f32",
+    source: Annotated[
+        Path | None,
+        typer.Option(help="gguf: the GGUF whose vocabulary to carry (default: the base model's)"),
+    ] = None,
 ) -> None:
-    """Write a Whisper for the runtimes users deploy with: a faster-whisper folder
+    """Write a model for the runtimes users deploy with: a Whisper as a faster-whisper folder
     (model.bin, config.json, vocabulary, tokenizer, preprocessor config) or a transformers
-    folder with frugal's quantization record."""
+    folder with frugal's quantization record; a causal LM quantized into q4_0 / q8_0 as a
+    GGUF file for llama.cpp, its weights exactly frugal's."""
     from frugal.models.ct2_writer import QUANTIZATIONS, export_ct2
     from frugal.models.hf_export import export_hf
 
+    if to == "gguf":
+        _export_gguf(model, output, rest, source)
+        return
     if to not in ("ct2", "hf"):
-        fail(f"--to {to!r}: choose ct2 or hf")
+        fail(f"--to {to!r}: choose ct2, hf or gguf")
     if to == "ct2" and quantization not in QUANTIZATIONS:
         fail(f"--quantization {quantization!r}: choose one of {', '.join(QUANTIZATIONS)}")
     asr = load_whisper_or_fail(model, "simulated")
@@ -142,3 +155,35 @@ def export(
     if report.worst() > 0:
         line += f"; largest added error {100 * report.worst():.3f}% (relative RMS)"
     out.print(line, highlight=False)
+
+
+def _export_gguf(model: str, output: Path, rest: str, source: Path | None) -> None:
+    from frugal.models.gguf_export import export_gguf
+    from frugal.models.gguf_file import GGUFError
+    from frugal.models.packaged_lm import PACKAGED_LMS
+    from frugal.nn.artifact import read_quant_record
+    from frugal.tasks.lm import load_causal_lm
+
+    record = read_quant_record(model) if Path(model).is_dir() else None
+    base = (record or {}).get("base_model") or model
+    try:
+        if source is None:
+            if base not in PACKAGED_LMS:
+                raise ValueError(
+                    f"{model}: no GGUF to take the vocabulary from; give --source FILE.gguf, "
+                    "or quantize a packaged LM (frugal models), e.g. frugal lm quantize "
+                    "-m smollm2-135m"
+                )
+            source = PACKAGED_LMS[base].gguf_path()
+        lm = load_causal_lm(model)
+        path = output if output.suffix == ".gguf" else output / f"{lm.name}.gguf"
+        with err.status(f"writing {path}"):
+            report = export_gguf(lm.model, path, record, source, rest, name=lm.name)
+    except (OSError, ValueError, GGUFError, ModuleNotFoundError) as exc:
+        fail(str(exc))
+    types = ", ".join(f"{k} x{v}" for k, v in sorted(report["tensors"].items()))
+    out.print(
+        f"GGUF {report['file_bytes'] / 2**20:.1f} MiB -> {path}: {report['exact']} quantized "
+        f"weights encoded exactly; tensors {types}",
+        highlight=False,
+    )

@@ -9,10 +9,13 @@ from functools import lru_cache
 
 from frugal.formats.base import NumberFormat
 from frugal.formats.flexpoint import FixedPointFormat, FlexpointFormat
+from frugal.formats.gguf_blocks import Q4_0Format, Q8_0Format
 from frugal.formats.integer import IntFormat
 from frugal.formats.minifloat import FLOAT_SPECS, MinifloatFormat
 from frugal.formats.mx import MX_FLOAT_ELEMENTS, MXFormat
 from frugal.formats.nf4 import NF4Format
+
+GGUF_BLOCK_FORMATS = {"q4_0": Q4_0Format, "q8_0": Q8_0Format}
 
 
 class UnknownFormatError(ValueError):
@@ -37,6 +40,7 @@ GRAMMAR = (
     ("mx<int2..8|fp8[_e4m3|_e5m2]|fp6[_e2m3|_e3m2]|fp4[_e2m1]>[_bK]", "mxfp6_e3m2_b16"),
     ("bfpN[_bK]", "bfp4_b32"),
     ("nf4[_bK]", "nf4_b32"),
+    ("q4_0|q8_0 (GGUF blocks of 32)", "q4_0"),
     ("flexN+M", "flex16+5"),
     ("fixedN_fF", "fixed16_f8"),
 )
@@ -53,7 +57,8 @@ CATALOGUE = (
     "int4_g128_asym", "int3_g128", "int2_g64",
     "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1",
     "mxint8", "mxint6", "mxint4", "mxint3", "mxint4_b128", "mxfp8", "mxfp8_e5m2", "mxfp6",
-    "mxfp6_e3m2", "mxfp4", "bfp8_b64", "bfp4_b32", "nf4", "flex16+5", "flex8+5", "fixed16_f8",
+    "mxfp6_e3m2", "mxfp4", "bfp8_b64", "bfp4_b32", "nf4", "q8_0", "q4_0", "flex16+5", "flex8+5",
+    "fixed16_f8",
 )  # fmt: skip
 
 
@@ -69,6 +74,8 @@ def get_format(name: str) -> NumberFormat:
 
 
 def _parse(key: str, name: str) -> NumberFormat:
+    if key in GGUF_BLOCK_FORMATS:
+        return GGUF_BLOCK_FORMATS[key]()
     if m := _INT.match(key):
         bits = int(m.group(1))
         gran = "tensor" if not m.group(2) else ("channel" if m.group(2) == "pc" else "group")

@@ -140,9 +140,17 @@ class GGUFFile:
             raise GGUFError(f"{self.path}: GGUF version {self.version} (frugal reads 2 and 3)")
         n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
         self.metadata: dict[str, Any] = {}
+        # key -> (GGUF value type, element type of an array or None): a writer copying the
+        # metadata keeps the types llama.cpp checks
+        self.value_types: dict[str, tuple[int, int | None]] = {}
         for _ in range(n_kv):
             key = cur.string()
-            self.metadata[key] = cur.value(cur.unpack("<I"))
+            vtype = cur.unpack("<I")
+            element = None
+            if vtype == ARRAY:
+                element = struct.unpack_from("<I", self._map, cur.pos)[0]
+            self.metadata[key] = cur.value(vtype)
+            self.value_types[key] = (vtype, element)
         infos = []
         for _ in range(n_tensors):
             name = cur.string()

@@ -2,13 +2,14 @@
 
 The inverse of `gguf_lm.build_causal_lm`: parameter names through gguf's name table, llama.cpp's
 Q/K row permutation for Llama, Gemma's (1 + w) norm convention, hyper-parameters under
-llama.cpp's metadata keys. Each tensor is written in the ggml type asked for: plain (F32, F16)
-or quantized by the `gguf` package's reference quantizer (llama.cpp's round-to-nearest), or as
-codes given by the caller, written as they are."""
+llama.cpp's metadata keys. Each tensor is written in the ggml type asked for: plain (F32, F16),
+quantized by the `gguf` package's reference quantizer (llama.cpp's round-to-nearest), or, for
+a weight frugal already put on a Q4_0 / Q8_0 grid, encoded from its values without re-rounding
+(`formats.gguf_blocks`), so the file holds exactly frugal's weights."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import numpy as np
 
 from frugal.models.gguf_file import F16, F32, PLAIN_TYPES, GGUFError
 from frugal.models.optional import require
+
+# keys GGUFWriter writes itself, or that describe another file's tensors
+SET_BY_WRITER = {"general.architecture", "general.alignment", "general.file_type"}
 
 # transformers model_type -> llama.cpp architecture
 LLAMA_CPP_ARCH = {"llama": "llama", "qwen2": "qwen2", "gemma3_text": "gemma3"}
@@ -87,43 +91,54 @@ def write_gguf(
     model,
     path: str | Path,
     types: Callable[[str, np.ndarray], int] | Mapping[str, int] | None = None,
-    codes: Mapping[str, np.ndarray] | None = None,
+    exact: Collection[str] = (),
     metadata: Mapping[str, Any] | None = None,
     name: str | None = None,
+    value_types: Mapping[str, tuple[int, int | None]] | None = None,
 ) -> Path:
     """Write `model` to `path`. `types` gives each GGUF tensor's ggml type (a mapping by GGUF
-    name, or a function of (GGUF name, array)); F32 by default, vectors always F32. `codes`
-    holds tensors already encoded (uint8 rows of ggml blocks, by GGUF name): written as given,
-    with the ggml type `types` names for them. `metadata` adds keys (a tokenizer's
-    `tokenizer.ggml.*`), written as their Python type implies."""
+    name, or a function of (GGUF name, array)); F32 by default, vectors always F32. Tensors
+    named in `exact` already sit on their type's grid (Q4_0 or Q8_0) and are encoded from
+    their values (NotOnGridError if they do not). `metadata` adds keys (a tokenizer's
+    `tokenizer.ggml.*`), in the GGUF types `value_types` gives (as `GGUFFile.value_types`
+    reads them) or else as their Python type implies; keys for the architecture's
+    hyper-parameters that `metadata` holds replace those read from the model's config."""
     gguf = require("gguf", "writing GGUF files")
+    import torch
     from gguf.constants import GGMLQuantizationType
     from gguf.quants import quantize
+
+    from frugal.formats.gguf_blocks import ENCODERS
 
     path = Path(path)
     arch = LLAMA_CPP_ARCH.get(model.config.model_type, "")
     tensors = gguf_tensors(model)
-    codes = dict(codes or {})
+    exact = set(exact)
+    if exact - set(tensors):
+        raise GGUFError(f"exact tensors the model lacks: {sorted(exact - set(tensors))[:3]}")
     writer = gguf.GGUFWriter(str(path), arch)
     try:
-        writer.add_name(name or model.config.model_type)
-        _hyperparameters(writer, model.config, arch)
-        for key, value in (metadata or {}).items():
-            _add_value(writer, key, value)
+        metadata = {k: v for k, v in (metadata or {}).items() if k not in SET_BY_WRITER}
+        if "general.name" not in metadata:
+            writer.add_name(name or model.config.model_type)
+        if not any(k.startswith(f"{arch}.") for k in metadata):
+            _hyperparameters(writer, model.config, arch)
+        for key, value in metadata.items():
+            _add_value(writer, key, value, (value_types or {}).get(key))
         for gname, (_, w) in tensors.items():
             ggml_type = types(gname, w) if callable(types) else (types or {}).get(gname, F32)
             if w.ndim < 2:
                 ggml_type = F32  # norms and biases stay float (as llama.cpp's quantizer keeps them)
-            if gname in codes:
-                raw = np.ascontiguousarray(codes.pop(gname), np.uint8)
+            if gname in exact:
+                if ggml_type not in ENCODERS:
+                    raise GGUFError(f"{gname}: frugal encodes Q4_0 and Q8_0, not {ggml_type}")
+                raw = ENCODERS[ggml_type].encode(torch.from_numpy(w)).numpy()
                 writer.add_tensor(gname, raw, raw_dtype=GGMLQuantizationType(ggml_type))
             elif ggml_type in (F32, F16):
                 writer.add_tensor(gname, w.astype(PLAIN_TYPES[ggml_type]))
             else:
                 qt = GGMLQuantizationType(ggml_type)
                 writer.add_tensor(gname, quantize(w, qt), raw_dtype=qt)
-        if codes:
-            raise GGUFError(f"codes given for tensors the model lacks: {sorted(codes)[:3]}")
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -132,8 +147,14 @@ def write_gguf(
     return path
 
 
-def _add_value(writer, key: str, value: Any) -> None:
-    if isinstance(value, bool):
+def _add_value(writer, key: str, value: Any, types: tuple[int, int | None] | None) -> None:
+    if types is not None:
+        from gguf.constants import GGUFValueType
+
+        vtype, element = types
+        sub = GGUFValueType(element) if element is not None else None
+        writer.add_key_value(key, value, GGUFValueType(vtype), sub_type=sub)
+    elif isinstance(value, bool):
         writer.add_bool(key, value)
     elif isinstance(value, int):
         writer.add_uint32(key, value) if value >= 0 else writer.add_int32(key, value)
