@@ -87,7 +87,8 @@ def build_causal_lm(path: str | Path, log=None):
             weights = processor.process(weights=gguf.dequantized(name), name=name).weights
             state[names[name]] = torch.from_numpy(np.ascontiguousarray(weights, np.float32))
         counts = gguf.type_counts()
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # assign: the dequantized arrays become the parameters (no second copy of the model)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
     if missing or unexpected:
         raise GGUFError(f"{path}: weights missing {missing[:3]}, unexpected {unexpected[:3]}")
