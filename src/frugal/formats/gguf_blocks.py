@@ -62,9 +62,23 @@ class _GGUFBlockFormat(NumberFormat):
     lo: int
     hi: int
     ggml_type: int
+    code_bits: int
+
+    @property
+    def bits_per_element(self) -> float:
+        return self.code_bits + 16 / BLOCK  # the fp16 scale shared by 32
+
+    def qdq(self, x: torch.Tensor):
+        """llama.cpp's reference quantizer (nothing saturates: each block's scale comes from
+        its own largest element)."""
+        g = _blocks(x)
+        return _unblock(self.apply(g, self.fit(g)), x), None
 
     def column_group(self, n_cols: int) -> int:
         return BLOCK
+
+    def _scale_bytes(self, d: torch.Tensor) -> torch.Tensor:
+        return d.to(torch.float16).view(torch.uint8).reshape(-1, 2)
 
     def apply(self, w: torch.Tensor, params) -> torch.Tensor:
         """Round [rows, k] `w` by llama.cpp's rule with the fitted float32 d of each row,
@@ -112,15 +126,7 @@ class Q8_0Format(_GGUFBlockFormat):
     """GGUF Q8_0: int8 codes, one fp16 scale per 32 elements (8.5 bits per element)."""
 
     name = "q8_0"
-    lo, hi, ggml_type = -128, 127, 8
-
-    @property
-    def bits_per_element(self) -> float:
-        return 8 + 16 / BLOCK
-
-    def qdq(self, x: torch.Tensor):
-        g = _blocks(x)
-        return _unblock(self.apply(g, self.fit(g)), x), None
+    lo, hi, ggml_type, code_bits = -128, 127, 8, 8
 
     def fit(self, w: torch.Tensor) -> torch.Tensor:
         """Each row's float32 d = amax / 127 (stored as fp16)."""
@@ -130,26 +136,17 @@ class Q8_0Format(_GGUFBlockFormat):
         return torch.clamp(_roundf(w * _inverse(d)), self.lo, self.hi)
 
     def _pack(self, d: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        scale = d.to(torch.float16).view(torch.uint8).reshape(-1, 2)
-        return torch.cat([scale, codes.to(torch.int8).view(torch.uint8)], -1)
+        return torch.cat([self._scale_bytes(d), codes.to(torch.int8).view(torch.uint8)], -1)
 
 
 class Q4_0Format(_GGUFBlockFormat):
     """GGUF Q4_0: 4-bit codes, one signed fp16 scale per 32 elements (4.5 bits per element)."""
 
     name = "q4_0"
-    lo, hi, ggml_type = -8, 7, 2
-
-    @property
-    def bits_per_element(self) -> float:
-        return 4 + 16 / BLOCK
+    lo, hi, ggml_type, code_bits = -8, 7, 2, 4
 
     def _signed_max(self, g: torch.Tensor) -> torch.Tensor:
         return torch.gather(g, -1, g.abs().argmax(-1, keepdim=True))  # first of equals
-
-    def qdq(self, x: torch.Tensor):
-        g = _blocks(x)
-        return _unblock(self.apply(g, self.fit(g)), x), None
 
     def fit(self, w: torch.Tensor) -> torch.Tensor:
         """Each row's float32 d = (its largest-magnitude element) / -8 (stored as fp16)."""
@@ -159,10 +156,9 @@ class Q4_0Format(_GGUFBlockFormat):
         return torch.clamp(torch.trunc(w * _inverse(d) + 8.5), 0, 15) - 8
 
     def _pack(self, d: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        scale = d.to(torch.float16).view(torch.uint8).reshape(-1, 2)
         nib = (codes + 8).to(torch.uint8)
         packed = nib[:, : BLOCK // 2] | (nib[:, BLOCK // 2 :] << 4)
-        return torch.cat([scale, packed], -1)
+        return torch.cat([self._scale_bytes(d), packed], -1)
 
 
 # ggml type id -> the format that encodes it
