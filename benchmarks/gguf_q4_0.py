@@ -41,34 +41,71 @@ LLAMA_WORKER = r"""
 import json, sys, time
 import numpy as np
 from llama_cpp import Llama
-path, tokens = sys.argv[1], json.loads(sys.argv[2])
-ctx = int(sys.argv[3])
+path, windows_file, ctx = sys.argv[1], sys.argv[2], int(sys.argv[3])
+windows = json.load(open(windows_file))  # [[input ids], [target ids, -100 = not scored]]
 llm = Llama(model_path=path, n_ctx=ctx + 8, logits_all=True, n_threads=2, verbose=False)
-nll, n = 0.0, 0
-for start in range(0, len(tokens) - 1, ctx):
-    window = tokens[start : start + ctx + 1]
-    if len(window) < 2:
-        break
+nll, n, t = 0.0, 0, time.perf_counter()
+for ids, targets in windows:
     llm.reset()
-    llm.eval(window[:-1])
-    logits = np.asarray(llm.scores[: len(window) - 1], dtype=np.float64)
+    llm.eval(ids)
+    logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
     logits -= logits.max(1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    nll -= logp[np.arange(len(window) - 1), window[1:]].sum()
-    n += len(window) - 1
+    for i, tgt in enumerate(targets):
+        if tgt >= 0:
+            nll -= logp[i, tgt]
+            n += 1
+scored_s = time.perf_counter() - t
 llm.reset()
 t = time.perf_counter()
 out = llm.create_completion("def fibonacci(n):", max_tokens=64, temperature=0.0)
 gen = out["usage"]["completion_tokens"]
-print(json.dumps({"nll": nll / n, "tokens": n, "gen_tokens": gen,
-                  "gen_tok_s": gen / (time.perf_counter() - t)}))
+print(json.dumps({"sentences_nll": nll / n, "tokens": n, "prompt_tok_s": n / scored_s,
+                  "gen_tokens": gen, "gen_tok_s": gen / (time.perf_counter() - t)}))
 """
 
 
-def evaluate(model, held, tail, context: int) -> dict:
+def run_llama_cpp(args, path: Path, held: torch.Tensor, prefix) -> dict:
+    """The file in llama.cpp (a process of its own): NLL of the same held-out windows, and
+    generation speed."""
+    windows = [
+        [b.inputs["input_ids"][0].tolist(), b.target[0].tolist()]
+        for b in sliding_windows(held, args.context, args.context, prefix)
+    ]
+    spec = path.with_suffix(".windows.json")
+    spec.write_text(json.dumps(windows))
+    try:
+        res = subprocess.run(
+            [args.llama_cpp, "-c", LLAMA_WORKER, str(path), str(spec), str(args.context)],
+            capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+    finally:
+        spec.unlink(missing_ok=True)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1:]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@torch.no_grad()
+def tokens_per_second(model, held: torch.Tensor, context: int, prefix) -> dict:
+    """transformers on the same machine: held-out windows scored per second, and greedy
+    generation of 64 tokens (KV cache) per second."""
+    batches = sliding_windows(held, context, context, prefix)
+    t = time.perf_counter()
+    for b in batches:
+        model(**b.inputs)
+    scored = sum(int((b.target >= 0).sum()) for b in batches) / (time.perf_counter() - t)
+    ids = torch.cat([torch.tensor(list(prefix), dtype=torch.long), held[:8]])[None]
+    t = time.perf_counter()
+    out = model.generate(ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)
+    gen = (out.shape[1] - ids.shape[1]) / (time.perf_counter() - t)
+    return {"prompt_tok_s": scored, "gen_tok_s": gen}
+
+
+def evaluate(model, held, tail, context: int, prefix) -> dict:
     return {
-        "sentences_nll": perplexity(model, sliding_windows(held, context, context))[0],
-        "pydoc_tail_nll": perplexity(model, sliding_windows(tail, context, context))[0],
+        "sentences_nll": perplexity(model, sliding_windows(held, context, context, prefix))[0],
+        "pydoc_tail_nll": perplexity(model, sliding_windows(tail, context, context, prefix))[0],
     }
 
 
@@ -78,12 +115,14 @@ def run_model(name: str, out: Path, args) -> dict:
     train, tail = corpus_split(tokens)
     tail = tail[: args.tail_tokens]
     held = read_tokens(lm, ["sentences"])
-    row = {"model": name, "reference": evaluate(lm.model, held, tail, args.context)}
+    pre = lm.text_prefix  # Gemma's <bos> starts every window, as llama.cpp's perplexity does
+    row = {"model": name, "text_prefix": pre}
+    row["reference"] = evaluate(lm.model, held, tail, args.context, pre)
     ref_state = {k: v.clone() for k, v in lm.model.state_dict().items()}
     source = PACKAGED_LMS[name].gguf_path()
     for method in ("rtn", "gptq"):
         lm.model.load_state_dict(ref_state)
-        batches = calibration_windows(train, args.budget, args.context, seed=0)
+        batches = calibration_windows(train, args.budget, args.context, seed=0, prefix=pre)
         t = time.perf_counter()
         record = quantize(
             lm.model, make_recipe(method, "q4_0", block_pattern(lm.model)),
@@ -97,22 +136,14 @@ def run_model(name: str, out: Path, args) -> dict:
             if key in back.state_dict() and key.split(".")[-2] in ("q_proj", "down_proj"):
                 assert torch.equal(back.state_dict()[key], w), key  # exact, spot-checked
         row[method] = {
-            **evaluate(back, held, tail, args.context),
+            **evaluate(back, held, tail, args.context, pre),
             "seconds": seconds,
             "file_bytes": report["file_bytes"],
             "tensors": report["tensors"],
         }
         if args.llama_cpp:
-            ids = held.tolist()
-            res = subprocess.run(
-                [args.llama_cpp, "-c", LLAMA_WORKER, str(path), json.dumps(ids), str(args.context)],
-                capture_output=True, text=True, timeout=1800,
-            )  # fmt: skip
-            row[method]["llama_cpp"] = (
-                json.loads(res.stdout.strip().splitlines()[-1])
-                if res.returncode == 0
-                else {"error": res.stderr.strip().splitlines()[-1:]}
-            )
+            row[method]["llama_cpp"] = run_llama_cpp(args, path, held, pre)
+            row[method]["transformers_tok_s"] = tokens_per_second(back, held, args.context, pre)
         del back
         print(json.dumps(row[method], default=str))
     return row
@@ -139,6 +170,24 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['model']} | {ref['sentences_nll']:.3f} / {ref['pydoc_tail_nll']:.3f} | "
             f"{delta('rtn')} | {delta('gptq')} | {size} | {r['gptq']['seconds']:.0f} |"
         )
+    runs = [(r, m) for r in rows for m in ("rtn", "gptq") if "llama_cpp" in r[m]]
+    if runs:
+        lines += [
+            "",
+            "| file | NLL sentences: transformers / llama.cpp | scored tok/s: transformers / "
+            "llama.cpp | generated tok/s: transformers / llama.cpp |",
+            "|---|---|---|---|",
+        ]
+        for r, m in runs:
+            ll, hf = r[m]["llama_cpp"], r[m]["transformers_tok_s"]
+            if "error" in ll:
+                lines.append(f"| {r['model']} {m} | llama.cpp failed: {ll['error']} | | |")
+                continue
+            lines.append(
+                f"| {r['model']} {m.upper()} Q4_0 | {r[m]['sentences_nll']:.4f} / "
+                f"{ll['sentences_nll']:.4f} | {hf['prompt_tok_s']:.0f} / {ll['prompt_tok_s']:.0f} "
+                f"| {hf['gen_tok_s']:.1f} / {ll['gen_tok_s']:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -150,6 +199,10 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=128, help="tokens per window")
     ap.add_argument("--tail-tokens", type=int, default=8192, help="pydoc tail tokens scored")
     ap.add_argument("--llama-cpp", help="a Python interpreter with llama-cpp-python")
+    ap.add_argument(
+        "--llama-only", action="store_true",
+        help="with --llama-cpp: add llama.cpp's figures to models already measured",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -158,6 +211,17 @@ def main() -> None:
     done = {}
     if store.exists():
         done = {json.loads(x)["model"]: json.loads(x) for x in store.read_text().splitlines()}
+    if args.llama_only:
+        for name, row in done.items():
+            lm = load_causal_lm(name)
+            held, pre = read_tokens(lm, ["sentences"]), lm.text_prefix
+            for method in ("rtn", "gptq"):
+                path = args.out / f"{name}.{method}.q4_0.gguf"
+                back, _ = build_causal_lm(path)
+                row[method]["llama_cpp"] = run_llama_cpp(args, path, held, pre)
+                row[method]["transformers_tok_s"] = tokens_per_second(back, held, args.context, pre)
+                print(name, method, row[method]["llama_cpp"], row[method]["transformers_tok_s"])
+        store.write_text("".join(json.dumps(r, default=str) + "\n" for r in done.values()))
     for name in args.models.split(","):
         if name in done:
             continue  # resumable: one line per finished model

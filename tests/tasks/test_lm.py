@@ -31,6 +31,30 @@ def test_sliding_windows_score_every_token_once():
         assert scored == list(range(1, 100))
 
 
+def test_windows_after_a_text_prefix_score_every_token_once_after_it():
+    """Gemma-style <bos> before every window: the first token is scored too (after the prefix
+    alone), each target is the token after its input, the model sees prefix + context."""
+    tokens = torch.arange(10, 110)
+    for prefix in ([2], [7, 8]):
+        for context, stride in [(32, 16), (32, 32), (50, 7)]:
+            scored = []
+            for b in sliding_windows(tokens, context, stride, prefix):
+                ids, target = b.inputs["input_ids"][0], b.target[0]
+                assert ids[: len(prefix)].tolist() == prefix and len(ids) <= context + len(prefix)
+                keep = target != IGNORE
+                nxt = torch.cat([ids[1:], target[-1:]])
+                assert torch.equal(nxt[keep], target[keep])
+                scored += [int(t) for t in target[keep]]
+            assert scored == list(range(10, 110))
+        (batch,) = calibration_windows(tokens, 2, 16, seed=1, prefix=prefix)
+        assert batch.inputs["input_ids"].shape == (2, 16 + len(prefix))
+        assert (batch.inputs["input_ids"][:, : len(prefix)] == torch.tensor(prefix)).all()
+        text = batch.inputs["input_ids"][:, len(prefix) :]
+        assert torch.equal(batch.target[:, len(prefix) - 1 : -1], text)  # first text token too
+        assert torch.equal(batch.target[:, len(prefix) :], text + 1)  # the consecutive ids
+        assert (batch.target[:, : len(prefix) - 1] == IGNORE).all()
+
+
 def test_sliding_nll_equals_one_pass_when_context_covers_the_text():
     lm = tiny_lm()
     tokens = read_tokens_from_text(lm, TEXT[:300])

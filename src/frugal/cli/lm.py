@@ -54,7 +54,8 @@ def lm_perplexity(
     lm, tokens = _load_lm(model, text)
     try:
         nll, ppl = perplexity(
-            lm.model, sliding_windows(tokens, min(context, lm.max_positions), stride)
+            lm.model,
+            sliding_windows(tokens, min(context, lm.max_positions), stride, lm.text_prefix),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -85,7 +86,9 @@ def lm_quantize(
     try:
         qat = QATConfig(steps=steps, lr=lr, seed=seed)
         recipe = make_recipe(method, format, pattern or block_pattern(lm.model), qat=qat)
-        batches = calibration_windows(tokens, budget, min(length, lm.max_positions), seed)
+        batches = calibration_windows(
+            tokens, budget, min(length, lm.max_positions), seed, prefix=lm.text_prefix
+        )
         record = quantize(lm.model, recipe, batches if method != "rtn" else [])
     except ValueError as exc:
         fail(str(exc))

@@ -249,7 +249,8 @@ def lm_data(config: StudyConfig, log: Callable[[str], None] = print) -> StudyDat
     train, in_domain = corpus_split(tokens(config.calibration_text))
     in_domain = in_domain[: config.heldout_tokens]
     held = tokens(config.heldout_text)
-    held_b = stack_windows(sliding_windows(held, ctx, ctx))
+    pre = lm.text_prefix
+    held_b = stack_windows(sliding_windows(held, ctx, ctx, pre))
     info = {
         "calibration_text": config.calibration_text,
         "heldout_text": config.heldout_text,
@@ -264,10 +265,12 @@ def lm_data(config: StudyConfig, log: Callable[[str], None] = print) -> StudyDat
         name=lm.name,
         pattern=config.pattern or block_pattern(lm.model),
         stacks=tuple(find_stacks(lm.model)),
-        calibration=calibration_windows(train, config.budget, ctx, config.seed, config.batch_size),
+        calibration=calibration_windows(
+            train, config.budget, ctx, config.seed, config.batch_size, pre
+        ),
         heldout=held_b,
         track=held_b[: max(1, config.track_examples // 8)],
-        extra={"in_domain": stack_windows(sliding_windows(in_domain, ctx, ctx))},
+        extra={"in_domain": stack_windows(sliding_windows(in_domain, ctx, ctx, pre))},
         info=info,
     )
 

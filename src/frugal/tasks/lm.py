@@ -36,6 +36,18 @@ class CausalLM:
                 return int(getattr(cfg, key))
         return 2048
 
+    @property
+    def text_prefix(self) -> list[int]:
+        """The ids the tokenizer puts before a text (Gemma: <bos>; most LMs here: none).
+        Windows of a token stream start with them, as the model saw text in training."""
+        try:
+            with_special = self.tokenizer("a")["input_ids"]
+            plain = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        except (TypeError, KeyError):
+            return []
+        k = len(with_special) - len(plain)
+        return list(with_special[:k]) if k > 0 and with_special[k:] == plain else []
+
     def save(self, folder: str | Path, record: dict | None = None) -> Path:
         """A transformers folder (+ the quantization record when given)."""
         from frugal.nn import conv1d_state
@@ -99,38 +111,59 @@ def read_tokens(lm: CausalLM, files: Sequence[str | Path]) -> torch.Tensor:
 
 
 def calibration_windows(
-    tokens: torch.Tensor, n: int, length: int, seed: int = 0, batch_size: int = 4
+    tokens: torch.Tensor,
+    n: int,
+    length: int,
+    seed: int = 0,
+    batch_size: int = 4,
+    prefix: Sequence[int] = (),
 ) -> list[Batch]:
     """`n` windows of `length` tokens at seeded random offsets (GPTQ's usual calibration),
-    every next token scored."""
+    every next token scored; each window after `prefix` (`CausalLM.text_prefix`), which is
+    then the context of its first token."""
     if len(tokens) < length + 1:
         raise ValueError(f"{len(tokens)} tokens are fewer than one window of {length + 1}")
     gen = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, len(tokens) - length, (n,), generator=gen).tolist()
     rows = torch.stack([tokens[s : s + length + 1] for s in starts])
+    inputs, target = rows[:, :-1], rows[:, 1:]
+    if prefix:
+        pre = torch.tensor(list(prefix), dtype=torch.long).expand(n, -1)
+        inputs = torch.cat([pre, rows[:, :-1]], 1)
+        target = torch.cat([torch.full((n, len(prefix) - 1), IGNORE), rows], 1)
     return [
-        Batch({"input_ids": rows[i : i + batch_size, :-1]}, rows[i : i + batch_size, 1:].clone())
+        Batch({"input_ids": inputs[i : i + batch_size]}, target[i : i + batch_size].clone())
         for i in range(0, n, batch_size)
     ]
 
 
-def sliding_windows(tokens: torch.Tensor, context: int, stride: int) -> list[Batch]:
+def sliding_windows(
+    tokens: torch.Tensor, context: int, stride: int, prefix: Sequence[int] = ()
+) -> list[Batch]:
     """Windows of up to `context` input tokens, advancing by `stride`; each scores only the
     tokens no earlier window scored, so every token (but the first) is scored exactly once,
-    with at least `context - stride` tokens of context (the first window: fewer)."""
+    with at least `context - stride` tokens of context (the first window: fewer). With a
+    `prefix` (`CausalLM.text_prefix`, e.g. Gemma's <bos>) every window starts with it, and the
+    first token is scored too, after the prefix alone."""
     if not 0 < stride <= context:
         raise ValueError("need 0 < stride <= context")
     if len(tokens) < 2:
         raise ValueError("need at least two tokens")
+    pre = torch.tensor(list(prefix), dtype=torch.long)
     batches = []
-    scored = 1  # the first token has no prediction
+    scored = 0 if len(pre) else 1  # without a prefix the first token has no prediction
     end = min(context + 1, len(tokens))
     while True:
         start = max(0, end - context - 1)  # the model sees at most `context` input tokens
         window = tokens[start:end]
-        target = window[1:].clone()
-        target[: scored - start - 1] = IGNORE  # tokens an earlier window scored
-        batches.append(Batch({"input_ids": window[None, :-1]}, target[None]))
+        if len(pre):
+            inputs = torch.cat([pre, window[:-1]])
+            target = torch.cat([torch.full((len(pre) - 1,), IGNORE), window])
+            target[len(pre) - 1 : len(pre) - 1 + max(0, scored - start)] = IGNORE
+        else:
+            inputs, target = window[:-1], window[1:].clone()
+            target[: scored - start - 1] = IGNORE  # tokens an earlier window scored
+        batches.append(Batch({"input_ids": inputs[None]}, target[None]))
         scored = end
         if end == len(tokens):
             break

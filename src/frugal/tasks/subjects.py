@@ -146,11 +146,12 @@ def _lm_batches(lm, tokens: torch.Tensor, config: SubjectConfig) -> dict:
     train, held = corpus_split(tokens)
     held = held[: config.heldout_tokens]
     ctx = min(config.context, lm.max_positions - 1)
+    pre = lm.text_prefix
     return {
-        "calibration": calibration_windows(train, config.calibration, ctx, config.seed, 8),
-        "heldout": stack_windows(sliding_windows(held, ctx, ctx)),
+        "calibration": calibration_windows(train, config.calibration, ctx, config.seed, 8, pre),
+        "heldout": stack_windows(sliding_windows(held, ctx, ctx, pre)),
         "probe": calibration_windows(
-            train, config.probe, ctx, config.seed + 7919, max(1, config.probe)
+            train, config.probe, ctx, config.seed + 7919, max(1, config.probe), pre
         ),
         "info": {"heldout_tokens": len(held), "context": ctx},
     }
