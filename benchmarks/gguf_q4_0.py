@@ -118,10 +118,10 @@ def run_model(name: str, out: Path, args) -> dict:
     pre = lm.text_prefix  # Gemma's <bos> starts every window, as llama.cpp's perplexity does
     row = {"model": name, "text_prefix": pre}
     row["reference"] = evaluate(lm.model, held, tail, args.context, pre)
-    ref_state = {k: v.clone() for k, v in lm.model.state_dict().items()}
     source = PACKAGED_LMS[name].gguf_path()
     for method in ("rtn", "gptq"):
-        lm.model.load_state_dict(ref_state)
+        if method != "rtn":
+            lm = load_causal_lm(name)  # the reference again (from the cache; no second copy)
         batches = calibration_windows(train, args.budget, args.context, seed=0, prefix=pre)
         t = time.perf_counter()
         record = quantize(
