@@ -106,7 +106,7 @@ def test_cli_export(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "h" / "model.safetensors").is_file()
     res = runner.invoke(app, ["export", "tiny.en", "--out", str(tmp_path / "z"), "--to", "onnx"])
-    assert res.exit_code == 2 and "choose ct2 or hf" in res.output
+    assert res.exit_code == 2 and "choose ct2, hf or gguf" in res.output
     res = runner.invoke(
         app, ["export", "tiny.en", "--out", str(tmp_path / "z"), "--quantization", "int4"]
     )
