@@ -20,18 +20,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from frugal.models.gguf_export import export_gguf
 from frugal.models.gguf_lm import build_causal_lm
 from frugal.models.packaged_lm import PACKAGED_LMS
+from frugal.nn.batches import batch_nll
 from frugal.provenance import versions
 from frugal.quantize import make_recipe, quantize
+from frugal.tasks.asr.metrics import paired_bootstrap
 from frugal.tasks.lm import (
     block_pattern,
     calibration_windows,
     load_causal_lm,
-    perplexity,
     read_tokens,
     sliding_windows,
 )
@@ -102,11 +104,28 @@ def tokens_per_second(model, held: torch.Tensor, context: int, prefix) -> dict:
     return {"prompt_tok_s": scored, "gen_tok_s": gen}
 
 
+@torch.no_grad()
 def evaluate(model, held, tail, context: int, prefix) -> dict:
-    return {
-        "sentences_nll": perplexity(model, sliding_windows(held, context, context, prefix))[0],
-        "pydoc_tail_nll": perplexity(model, sliding_windows(tail, context, context, prefix))[0],
-    }
+    """NLL per token (nats) on both texts, and each window's summed NLL and token count (for
+    paired intervals between two models scored on the same windows)."""
+    row = {}
+    for text, tokens in (("sentences", held), ("pydoc_tail", tail)):
+        batches = sliding_windows(tokens, context, context, prefix)
+        sums = [float(batch_nll(model, b)) for b in batches]
+        row[f"{text}_nll"] = sum(sums) / sum(b.tokens for b in batches)
+        row[f"{text}_windows"] = [
+            [round(x, 5), b.tokens] for x, b in zip(sums, batches, strict=True)
+        ]
+    return row
+
+
+def paired_delta(a: dict, b: dict, text: str) -> tuple[float, float, float]:
+    """NLL of `a` minus NLL of `b` per token (nats) on `text`, with a 95% interval from
+    resampling windows (paired_bootstrap works in percentage points: divided back)."""
+    wa, wb = np.array(a[f"{text}_windows"]), np.array(b[f"{text}_windows"])
+    assert np.array_equal(wa[:, 1], wb[:, 1]), "scored on different windows"
+    d, lo, hi = paired_bootstrap(wa[:, 0], wb[:, 0], wa[:, 1])
+    return d / 100, lo / 100, hi / 100
 
 
 def run_model(name: str, out: Path, args) -> dict:
@@ -152,8 +171,9 @@ def run_model(name: str, out: Path, args) -> dict:
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| model | reference NLL sentences / pydoc tail | RTN Q4_0 ΔNLL | GPTQ Q4_0 ΔNLL | "
-        "file MiB (both) | GPTQ s |",
-        "|---|---|---|---|---|---|",
+        "GPTQ − RTN, sentences [95% CI] | GPTQ − RTN, pydoc tail [95% CI] | file MiB (both) "
+        "| GPTQ s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = r["reference"]
@@ -166,9 +186,14 @@ def markdown(rows: list[dict]) -> str:
 
         same = r["rtn"]["file_bytes"] == r["gptq"]["file_bytes"]
         size = f"{r['rtn']['file_bytes'] / 2**20:.1f}" + ("" if same else " (differ!)")
+        vs = []
+        for text in ("sentences", "pydoc_tail"):
+            d, lo, hi = paired_delta(r["gptq"], r["rtn"], text)
+            vs.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(
             f"| {r['model']} | {ref['sentences_nll']:.3f} / {ref['pydoc_tail_nll']:.3f} | "
-            f"{delta('rtn')} | {delta('gptq')} | {size} | {r['gptq']['seconds']:.0f} |"
+            f"{delta('rtn')} | {delta('gptq')} | {vs[0]} | {vs[1]} | {size} | "
+            f"{r['gptq']['seconds']:.0f} |"
         )
     runs = [(r, m) for r in rows for m in ("rtn", "gptq") if "llama_cpp" in r[m]]
     if runs:
@@ -217,6 +242,8 @@ def main() -> None:
             held, pre = read_tokens(lm, ["sentences"]), lm.text_prefix
             for method in ("rtn", "gptq"):
                 path = args.out / f"{name}.{method}.q4_0.gguf"
+                if not path.exists():
+                    sys.exit(f"{path}: missing; run without --llama-only to write it")
                 back, _ = build_causal_lm(path)
                 row[method]["llama_cpp"] = run_llama_cpp(args, path, held, pre)
                 row[method]["transformers_tok_s"] = tokens_per_second(back, held, args.context, pre)
