@@ -95,3 +95,16 @@ def test_values_off_the_grid_and_partial_blocks_are_refused():
     x = torch.randn(3, 40)  # a partial block is padded for simulation only
     assert torch.equal(fmt.qdq(x)[0][:, :32], fmt.qdq(x[:, :32].contiguous())[0])
     assert torch.equal(fmt.encode(torch.zeros(1, 32)), fmt.encode(torch.zeros(1, 32)))
+
+
+@pytest.mark.parametrize("name", ["q8_0", "q4_0"])
+def test_a_block_whose_scale_underflows_is_zero_and_stays_zero(name):
+    """A block of float32 values near the smallest normal: d = amax / 127 (or / 8) is
+    subnormal, 1 / d overflows and the stored fp16 d is 0, so llama.cpp dequantizes it to 0.
+    The codes must not become NaN (inf * 0) on the way."""
+    f = get_format(name)
+    x = torch.tensor([[1.1754944e-38, 0.0, -3e-39] + [0.0] * 29])
+    q = f.quantize(x)
+    assert torch.equal(q, torch.zeros_like(x))
+    assert torch.equal(f.quantize(q), q)
+    assert f.encode(q).shape[-1] in (18, 34)

@@ -55,7 +55,10 @@ def _roundf(y: torch.Tensor) -> torch.Tensor:
 
 
 def _inverse(d: torch.Tensor) -> torch.Tensor:
-    return torch.where(d == 0, torch.zeros_like(d), 1 / torch.where(d == 0, 1.0, d))
+    """1 / d, and 0 where d is 0 or so small (float32 subnormal) that 1 / d overflows: its
+    fp16 scale is 0 then, so every value of the block is 0 whatever its code."""
+    inv = 1 / torch.where(d == 0, 1.0, d)
+    return torch.where((d == 0) | ~torch.isfinite(inv), torch.zeros_like(d), inv)
 
 
 class _GGUFBlockFormat(NumberFormat):
