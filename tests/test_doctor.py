@@ -15,7 +15,8 @@ def test_version_prints_and_exits():
     assert res.exit_code == 0 and res.stdout.strip() == f"frugal {frugal.__version__}"
 
 
-def test_doctor_json_has_every_section():
+def test_doctor_json_has_every_section(monkeypatch):
+    monkeypatch.delenv("FRUGAL_INT8_GEMM", raising=False)
     res = CliRunner().invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
@@ -29,6 +30,9 @@ def test_doctor_json_has_every_section():
     # the locked environment has every extra; the kernels work on every CPU of this kind
     assert all(v != "not installed" for v in report["extras"].values()), report["extras"]
     assert report["kernels"]["int8 GEMM (torch._int_mm)"] == "yes, exact"
+    assert report["kernels"]["int8 products run on"].startswith(
+        ("torch._int_mm (auto; 64x384x1536", "exact fp32 GEMMs (auto; 64x384x1536")
+    )
     assert report["kernels"]["fused format kernels (numba)"].endswith("bit-identical")
 
 

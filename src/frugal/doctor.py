@@ -127,6 +127,7 @@ def collect() -> Report:
 
     engines = torch.backends.quantized.supported_engines
     r.add("kernels", "int8 GEMM (torch._int_mm)", int8_gemm_status())
+    r.add("kernels", "int8 products run on", int8_backend_status())
     r.add("kernels", "quantized engines", ", ".join(e for e in engines if e != "none"))
     r.add("kernels", "fused format kernels (numba)", numba_status())
     r.add("kernels", "CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no")
@@ -157,6 +158,19 @@ def int8_gemm_status() -> str:
     except (RuntimeError, AttributeError) as exc:
         return f"no ({type(exc).__name__})"
     return "yes, exact" if torch.equal(got, want) else "WRONG RESULTS"
+
+
+def int8_backend_status() -> str:
+    """Which backend int8 Linears use here and the timing that chose it (a slow int8 GEMM,
+    e.g. on AVX2 CPUs without VNNI, is replaced by exact fp32 GEMMs)."""
+    from frugal.nn.native import INT8_GEMM_ENV, int8_gemm_backend, int8_gemm_timings
+
+    native, fp32 = int8_gemm_timings()
+    how = (
+        f"{INT8_GEMM_ENV}={os.environ[INT8_GEMM_ENV]}" if os.environ.get(INT8_GEMM_ENV) else "auto"
+    )
+    what = {"native": "torch._int_mm", "emulated": "exact fp32 GEMMs"}[int8_gemm_backend()]
+    return f"{what} ({how}; 64x384x1536: int8 {native:.2f} ms, fp32 {fp32:.2f} ms)"
 
 
 def numba_status() -> str:

@@ -7,7 +7,16 @@ import torch
 from frugal.formats import get_format
 from frugal.formats.packing import NotPackableError
 from frugal.nn import QuantConfig, QuantRule, apply_config
-from frugal.nn.native import Int8Linear, native_kernel, quantize_rows, to_native
+from frugal.nn.native import (
+    INT8_GEMM_ENV,
+    Int8Linear,
+    int8_gemm_backend,
+    int8_gemm_timings,
+    int8_matmul,
+    native_kernel,
+    quantize_rows,
+    to_native,
+)
 
 U = 2.0**-24
 
@@ -80,3 +89,46 @@ def test_fused_rows_equal_separate_ones():
     parts = [Int8Linear.from_linear(_int8_linear(5, 24, seed=s)) for s in range(3)]
     x = torch.randn(4, 24)
     assert torch.equal(Int8Linear.cat(parts)(x), torch.cat([p(x) for p in parts], -1))
+
+
+@pytest.mark.parametrize("k", [13, 1024, 1536, 4100])
+def test_both_int8_backends_give_the_exact_integer_products(k, monkeypatch):
+    """native (torch._int_mm) and emulated (fp32 GEMMs over chunks of <= 1024 terms) both
+    return the exact int32 products, on random codes and on the worst case: every product
+    -128 · -128, whose sum over 1536 terms (2^14 · 1536) is past float32's 2^24."""
+    g = torch.Generator().manual_seed(k)
+    q = torch.randint(-128, 128, (5, k), generator=g, dtype=torch.int8)
+    codes = torch.randint(-128, 128, (7, k), generator=g, dtype=torch.int8)
+    q[0], codes[0] = -128, -128
+    exact = q.long() @ codes.long().t()
+    got = {}
+    for backend in ("native", "emulated"):
+        monkeypatch.setenv(INT8_GEMM_ENV, backend)
+        assert int8_gemm_backend() == backend
+        got[backend] = int8_matmul(q, codes)
+        assert got[backend].dtype == torch.int32
+        assert torch.equal(got[backend].long(), exact), backend
+    monkeypatch.setenv(INT8_GEMM_ENV, "emulated")
+    assert torch.equal(int8_matmul(q, codes, codes.float()), got["native"])
+
+
+def test_int8_linear_is_bit_identical_on_both_backends(monkeypatch):
+    lin = _int8_linear(40, 1536)
+    x = torch.randn(3, 1536) * 3
+    outs = []
+    for backend in ("native", "emulated"):
+        monkeypatch.setenv(INT8_GEMM_ENV, backend)
+        outs.append(Int8Linear.from_linear(lin)(x))
+    assert torch.equal(*outs)
+
+
+def test_backend_choice_and_override(monkeypatch):
+    native, fp32 = int8_gemm_timings()
+    assert fp32 > 0 and native > 0
+    monkeypatch.delenv(INT8_GEMM_ENV, raising=False)
+    assert int8_gemm_backend() == ("native" if native < fp32 else "emulated")
+    monkeypatch.setenv(INT8_GEMM_ENV, "vnni")
+    with pytest.raises(
+        ValueError, match="FRUGAL_INT8_GEMM='vnni': choose auto, native or emulated"
+    ):
+        int8_gemm_backend()

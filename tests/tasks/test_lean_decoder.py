@@ -94,6 +94,7 @@ def test_max_new_tokens_is_respected(small_ct2_folder):
 
 def test_screened_argmax_is_exact(tiny_en):
     lean = LeanDecoder(tiny_en.model)
+    lean.screen = True  # the int8 screen on every CPU (int8 products exact either way)
     torch.manual_seed(0)
     ln = tiny_en.model.model.decoder.layer_norm
     with torch.inference_mode():
@@ -145,6 +146,7 @@ def test_timestamped_choice_and_logprob_match_the_full_fp32_computation(tiny_en)
     """The screened step picks the token of the full computation (rules, forcing, argmax) and
     its log-probability is within the screen's bound e of the exact one."""
     lean = LeanDecoder(tiny_en.model)
+    lean.screen = True  # the int8 screen on every CPU (int8 products exact either way)
     rules = _timestamp_rules(tiny_en)
     tb = rules.timestamp_begin
     torch.manual_seed(1)
@@ -167,6 +169,7 @@ def test_greedy_logprob_is_within_the_screen_bound(tiny_en):
     """The loop guard's log-probability: the screened greedy token is the exact argmax and its
     log-probability is within the screen's bound e of the float64 one."""
     lean = LeanDecoder(tiny_en.model)
+    lean.screen = True  # the int8 screen on every CPU (int8 products exact either way)
     torch.manual_seed(2)
     ln = tiny_en.model.model.decoder.layer_norm
     with torch.inference_mode():
@@ -251,6 +254,7 @@ def test_int8_screen_is_exact_when_the_projection_is_on_the_int8_grid(tiny_en):
     with torch.no_grad():
         model.proj_out.weight.copy_(get_format("int8_pc").quantize(model.proj_out.weight))
     lean = LeanDecoder(model)
+    lean.screen = True  # the int8 screen on every CPU (int8 products exact either way)
     torch.manual_seed(2)
     with torch.inference_mode():
         h = model.model.decoder.layer_norm(torch.randn(16, 384) * 3)

@@ -10,9 +10,20 @@ it computes with bf16 inputs and bf16 scale/zero pairs, so it cannot reproduce f
 values (fp16 scales) exactly and is not used yet. So only int8 weights run natively: as
 CTranslate2's int8 does, each input row is quantized to int8 at run time and the integer
 products are summed exactly in int32. Every other format stays simulated (fp32 values on its
-grid)."""
+grid).
+
+Not every CPU has a fast int8 GEMM: on an AMD EPYC (Zen 3, AVX2, no VNNI; torch 2.13)
+`torch._int_mm` takes 540 ms for a 1500 × 384 × 1536 encoder Linear that fp32 does in 21 ms,
+and 28 ms for the vocabulary against 22 ms. So the first int8 product of a process times both
+on a small case (`int8_gemm_backend`) and, where the int8 kernel loses, computes the same
+integer products exactly in fp32 GEMMs instead (`int8_matmul`): every result is bit-identical
+either way. FRUGAL_INT8_GEMM=native|emulated overrides the choice."""
 
 from __future__ import annotations
+
+import functools
+import os
+import time
 
 import torch
 from torch import nn
@@ -21,7 +32,7 @@ from frugal.formats import get_format
 from frugal.formats.integer import IntFormat, _fp16_scale
 from frugal.formats.packing import Packed, group_codes, pack
 
-INT8_KERNEL = "int8 GEMM (torch._int_mm), int8 inputs per row"
+INT8_KERNEL = "int8 GEMM (torch._int_mm, or exact in fp32 where it is slow), int8 inputs per row"
 
 
 def native_kernel(fmt: str) -> str | None:
@@ -46,6 +57,70 @@ def int8_codes(p: Packed) -> tuple[torch.Tensor, torch.Tensor]:
     codes = (group_codes(p).int() - 128).to(torch.int8).reshape(p.shape)
     scales = p.scales.float()
     return codes, scales.expand(p.shape[0]) if scales.numel() == 1 else scales
+
+
+INT8_GEMM_ENV = "FRUGAL_INT8_GEMM"
+# |int8 · int8| <= 2^14, so any partial sum of at most 2^10 such products is an integer of at
+# most 2^24 in magnitude: exact in float32 whatever order the GEMM sums in
+EXACT_FP32_TERMS = 1024
+
+
+@functools.cache
+def int8_gemm_timings() -> tuple[float, float]:
+    """(torch._int_mm, fp32 F.linear) milliseconds for one 64 × 384 × 1536 product here, best
+    of three after a warm-up; (inf, ...) when this torch has no int8 GEMM."""
+    a = torch.randint(-127, 128, (64, 384), generator=torch.Generator().manual_seed(0))
+    w = torch.randint(-127, 128, (1536, 384), generator=torch.Generator().manual_seed(1))
+    a8, w8t, af, wf = a.to(torch.int8), w.to(torch.int8).t(), a.float(), w.float()
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1e3
+
+    try:
+        native = best(lambda: torch._int_mm(a8, w8t))
+    except (RuntimeError, AttributeError):
+        native = float("inf")
+    return native, best(lambda: nn.functional.linear(af, wf))
+
+
+def int8_gemm_backend() -> str:
+    """ "native" (torch._int_mm) where it beats fp32 on this CPU, else "emulated" (the same
+    integer products in fp32 GEMMs, `int8_matmul`); FRUGAL_INT8_GEMM overrides."""
+    forced = os.environ.get(INT8_GEMM_ENV, "auto")
+    if forced not in ("auto", "native", "emulated"):
+        raise ValueError(f"{INT8_GEMM_ENV}={forced!r}: choose auto, native or emulated")
+    if forced != "auto":
+        return forced
+    native, fp32 = int8_gemm_timings()
+    return "native" if native < fp32 else "emulated"
+
+
+def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None = None):
+    """q (M, K) int8 times codes (N, K) int8 transposed: the exact int32 products (M, N), on
+    the backend `int8_gemm_backend` picks. `codes_float` is codes as float (a cached copy the
+    emulated path reuses instead of converting every call)."""
+    if int8_gemm_backend() == "native":
+        return torch._int_mm(q, codes.t())
+    # float64 when float32 matmuls may round their inputs (TF32 / bf16 passes)
+    dtype = torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
+    cf = codes.to(dtype) if codes_float is None or codes_float.dtype != dtype else codes_float
+    qf = q.to(dtype)
+    k = q.shape[1]
+    if dtype == torch.float64 or k <= EXACT_FP32_TERMS:
+        return (qf @ cf.t()).to(torch.int32)
+    acc = None
+    for k0 in range(0, k, EXACT_FP32_TERMS):
+        part = (qf[:, k0 : k0 + EXACT_FP32_TERMS] @ cf[:, k0 : k0 + EXACT_FP32_TERMS].t()).to(
+            torch.int32
+        )
+        acc = part if acc is None else acc.add_(part)
+    return acc
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,10 +170,21 @@ class Int8Linear(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).float()
         q, sx = quantize_rows(flat)
-        y = torch._int_mm(q, self.codes.t()).float().mul_(sx).mul_(self.scales)
+        y = int8_matmul(q, self.codes, self._codes_float()).float().mul_(sx).mul_(self.scales)
         if self.bias is not None:
             y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def _codes_float(self) -> torch.Tensor | None:
+        """The codes as float32 for the emulated backend, made once (4 bytes per weight beside
+        the int8 codes: the price of exact int8 products on a CPU whose int8 GEMM is slow);
+        None on the native backend."""
+        if int8_gemm_backend() == "native":
+            return None
+        cached = self.__dict__.get("_cf")
+        if cached is None or cached[0] is not self.codes:
+            cached = self.__dict__["_cf"] = (self.codes, self.codes.float())
+        return cached[1]
 
     @staticmethod
     def cat(parts: list[Int8Linear]) -> Int8Linear:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from frugal.nn.modules import QuantMixin
-from frugal.nn.native import quantize_rows
+from frugal.nn.native import int8_gemm_backend, int8_matmul, quantize_rows
 from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
 
@@ -83,6 +83,9 @@ class LeanDecoder:
     k/v projections into single matrices)."""
 
     max_candidates = 4096  # screened tokens re-checked in fp32 before the full product wins
+    # screen the vocabulary in int8 (None: where this CPU's int8 GEMM beats fp32, see
+    # frugal.nn.native.int8_gemm_backend; the argmax is exact either way)
+    screen: bool | None = None
 
     def __init__(
         self,
@@ -228,7 +231,7 @@ class LeanDecoder:
         q1, s1 = quantize_rows(h)
         h1 = q1.float() * s1
         q2, s2 = quantize_rows(h - h1)
-        acc = torch._int_mm(torch.cat([q1, q2]), self.proj_q[:rows].t()).float()
+        acc = int8_matmul(torch.cat([q1, q2]), self.proj_q[:rows]).float()
         approx = acc[:b].mul_(s1).add_(acc[b:].mul_(s2)).mul_(self.proj_scale[:rows])
         h2 = q2.float() * s2
         hhat = h1 + h2
@@ -250,7 +253,7 @@ class LeanDecoder:
         its own e of the fp32 one (`screen_logits`), so only tokens whose upper bound reaches
         the best lower bound can be the maximum; their fp32 logits are computed exactly. Falls
         back to the full fp32 product when the screen keeps too many or the weights are not
-        float32.
+        float32, or when this CPU's int8 GEMM is slower than fp32 (`screen`).
         `bias` is (V,) or one row per input (B, V)."""
         return self._screened_max(h, bias)[0]
 
@@ -262,7 +265,8 @@ class LeanDecoder:
         `screen_logits`) of the exact ones; None when the exact product was computed."""
         rows = self.proj.shape[0] if rows is None else rows
         bias = bias[..., :rows]
-        if self.proj.dtype != torch.float32 or h.dtype != torch.float32:
+        screen = int8_gemm_backend() == "native" if self.screen is None else self.screen
+        if not screen or self.proj.dtype != torch.float32 or h.dtype != torch.float32:
             return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
         approx, e = self.screen_logits(h, rows)
         approx.add_(bias)
