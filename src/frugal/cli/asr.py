@@ -3,7 +3,6 @@ with its renderer."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from frugal.cli.common import (
     LimitOpt,
     MethodOpt,
     ModelOpt,
+    RayAddressOpt,
     SparsifyOpt,
     ThreadsOpt,
     app,
@@ -84,9 +84,36 @@ def _segment_json(segment) -> dict:
 
 @app.command()
 def transcribe(
-    audio: Annotated[list[Path], typer.Argument(help="audio files (wav, flac, ogg, mp3, m4a...)")],
+    audio: Annotated[
+        list[str],
+        typer.Argument(
+            help="audio files (wav, flac, ogg, mp3, m4a...); with --out also folders (searched "
+            "recursively), .jsonl/.csv manifests and globs"
+        ),
+    ],
     model: ModelOpt = "tiny.en",
-    format: Annotated[str, typer.Option("--format", "-f", help="text, json, srt or vtt")] = "text",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, srt or vtt; with --out, a comma list of txt, json, srt, vtt "
+            "[default there: txt,json]",
+        ),
+    ] = "text",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="transcribe a corpus: outputs under this folder mirroring the inputs, a "
+            "results table (results.sqlite) there; a rerun skips files already done",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="with --out: worker processes (or Ray actors), one model each")
+    ] = 1,
+    ray_address: RayAddressOpt = None,
     long_form: LongFormOpt = "sequential",
     method: MethodOpt = "lean",
     beam_size: Annotated[int, typer.Option(help="beams (>1 uses generate())")] = 1,
@@ -115,14 +142,20 @@ def transcribe(
     threads: ThreadsOpt = None,
 ) -> None:
     """Transcribe audio files with timestamps; unreadable ones are reported and the rest
-    still processed."""
+    still processed. With --out, a corpus: resumable, on several workers or Ray."""
+    from frugal.corpus.run import render
     from frugal.data import AudioError, load_audio
     from frugal.tasks.asr import DecodeOptions, Transcriber
-    from frugal.tasks.asr.subtitles import to_srt, to_vtt
 
-    if format not in ("text", "json", "srt", "vtt"):
-        fail(f"unknown format {format!r}: use text, json, srt or vtt")
-    set_threads(threads)
+    if out_dir is None:
+        if format not in ("text", "json", "srt", "vtt"):
+            fail(f"unknown format {format!r}: use text, json, srt or vtt")
+        if workers != 1 or ray_address:
+            fail("--workers and --ray-address transcribe a corpus: give --out DIR")
+        corpus = [a for a in audio if Path(a).is_dir() or any(c in a for c in "*?[")]
+        if corpus:
+            fail(f"{corpus[0]} names several files: transcribe a corpus with --out DIR")
+    set_threads(None if out_dir is not None else threads)
     lf = _long_form_options(
         long_form,
         condition_on_previous_text=condition_on_previous_text,
@@ -143,8 +176,14 @@ def transcribe(
         )
     except ValueError as exc:
         fail(str(exc))
+    if out_dir is not None:
+        formats = "txt,json" if format == "text" else format
+        _transcribe_corpus(
+            audio, out_dir, model, kernels, opts, sparsify, formats, workers, threads, ray_address
+        )
+        return
     loaded, failed = [], []
-    for path in audio:
+    for path in map(Path, audio):
         try:
             loaded.append((path, load_audio(path)))
         except AudioError as exc:
@@ -166,28 +205,102 @@ def transcribe(
                 out.print(
                     escape(f"{path}: {res.text}" if len(loaded) > 1 else res.text), highlight=False
                 )
-            elif format == "json":
-                row = {
-                    "audio": str(path),
-                    "text": res.text,
-                    "duration_s": res.duration_s,
-                    "language": res.language,
-                    "decoding": res.decoding,
-                    "windows": res.windows,
-                    "fallbacks": res.fallbacks,
-                    "fallback_rules": res.fallback_rules,
-                    "skipped_silent": res.skipped,
-                    "guarded_dense": res.guarded,
-                    "segments": [
-                        {k: v for k, v in g.to_dict().items() if k not in ("tokens",)}
-                        for g in res.segments
-                    ],
-                    "timings_ms": res.timings_ms,
-                }
-                sys.stdout.write(json.dumps(row) + "\n")
             else:
-                sys.stdout.write((to_srt if format == "srt" else to_vtt)(res.segments))
+                sys.stdout.write(render(res, format, path))
     if failed:
+        raise typer.Exit(1)
+
+
+def _corpus_progress():
+    """Files, audio hours done, real-time factor and ETA of a corpus run, on stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]} files, {task.fields[hours]:.2f} h audio"),
+        TextColumn("RTF {task.fields[rtf]:.3f}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _transcribe_corpus(
+    specs, out_dir, model, kernels, opts, sparsify, formats, workers, threads, ray_address
+) -> None:
+    """`frugal transcribe --out`: the corpus run and its summary; exit 1 when a file failed."""
+    import time
+
+    from frugal.corpus import CorpusSettings, ModelLoadError, discover, run_corpus
+    from frugal.search.executors import make_executor
+    from frugal.sqlite_file import ConfigMismatchError
+
+    if workers < 1:
+        fail("--workers must be >= 1")
+    try:
+        settings = CorpusSettings(
+            model=model,
+            kernels=kernels,
+            decode=opts.to_dict(),
+            sparsify=sparsify,
+            formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+            threads=threads,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    if sparsify is not None:
+        sparse_encoder_option(sparsify)  # a bad setting fails here, not once per file
+    files, problems = discover(specs)
+    for what, why in problems:
+        err.print(
+            f"[red]error:[/red] {escape(what)}: {escape(why)}", highlight=False, soft_wrap=True
+        )
+    if not files:
+        fail("no audio files to transcribe")
+    t0 = time.perf_counter()
+    state = {"files": 0, "audio": 0.0}
+    with _corpus_progress() as bar:
+        task = bar.add_task("transcribing", total=None, files="0/?", hours=0.0, rtf=0.0)
+
+        def on_start(total_s: float, n: int) -> None:
+            state["n"] = n
+            bar.update(task, total=max(total_s, 1e-9), files=f"0/{n}")
+
+        def on_file(f, result, est_s: float) -> None:
+            state["files"] += 1
+            state["audio"] += result.duration_s or 0.0
+            wall = time.perf_counter() - t0
+            if result.status != "done":
+                msg = f"[red]error:[/red] {escape(result.error or 'failed')}"
+                err.print(msg, highlight=False, soft_wrap=True)
+            bar.update(
+                task,
+                advance=est_s,
+                files=f"{state['files']}/{state.get('n', '?')}",
+                hours=state["audio"] / 3600,
+                rtf=wall / state["audio"] if state["audio"] else 0.0,
+            )
+
+        try:
+            with make_executor(
+                workers=workers, ray_address=ray_address, threads=threads or 0
+            ) as executor:
+                run = run_corpus(files, settings, out_dir, executor, on_start, on_file)
+        except ConfigMismatchError as exc:
+            fail(str(exc))
+        except (ModelLoadError, ValueError) as exc:
+            fail(str(exc).splitlines()[0])
+    err.print(
+        f"{run.done} transcribed, {run.skipped} already done, {run.failed} failed; "
+        f"{run.audio_s / 3600:.3f} h audio in {run.wall_s:.1f} s "
+        f"({run.audio_h_per_h:.1f} h audio per hour); table: {out_dir / 'results.sqlite'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if run.failed or problems:
         raise typer.Exit(1)
 
 
