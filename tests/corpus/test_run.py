@@ -144,7 +144,7 @@ def test_workers_and_ray_give_the_same_transcripts(tmp_path, builtin):
     (src / "broken.wav").unlink()
     texts = {}
     for name, extra in (
-        ("one", ["--threads", "1"]),
+        ("one", ["--workers", "1", "--threads", "1"]),
         ("two", ["--workers", "2"]),
         ("ray", ["--workers", "2", "--ray-address", "local"]),
     ):
