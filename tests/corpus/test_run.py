@@ -92,10 +92,10 @@ def test_cli_corpus_and_its_errors(tmp_path, builtin):
     assert res.exit_code == 2 and "choose from" in res.output
     res = CliRunner().invoke(app, ["transcribe", str(tmp_path / "none"), "--out", str(out)])
     assert res.exit_code == 2 and "not found" in res.output
-    res = CliRunner().invoke(
-        app, ["transcribe", str(src), "--out", str(tmp_path / "o2"), "-m", "no-such"]
-    )
-    assert res.exit_code == 2 and "no-such" in res.output
+    for workers in ("1", "2"):  # in this process, and reported back from worker processes
+        args = ["transcribe", str(src), "--out", str(tmp_path / workers), "-m", "no-such"]
+        res = CliRunner().invoke(app, [*args, "--workers", workers])
+        assert res.exit_code == 2 and "no-such" in res.output and "transcribed" not in res.output
 
 
 def test_a_killed_run_resumes_without_losing_finished_files(tmp_path, builtin):

@@ -92,12 +92,16 @@ def _transcriber(settings: CorpusSettings):
 def transcribe_file(f: CorpusFile, settings: CorpusSettings) -> tuple[FileResult, object]:
     """A worker's job: (its FileResult, the Transcript or None). An unreadable file or a
     failure while decoding becomes a failed result with a one-line error; a model that cannot
-    load raises ModelLoadError."""
+    load, a fatal one (returned, not raised, so that it reaches the driver the same way from
+    processes and Ray actors)."""
     from frugal.data import AudioError, load_audio
 
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    tr = _transcriber(settings)
+    try:
+        tr = _transcriber(settings)
+    except ModelLoadError as exc:
+        return FileResult("failed", error=str(exc), worker=worker, fatal=True), None
     try:
         audio = load_audio(f.path)
         res = tr.transcribe([audio])[0]
@@ -218,7 +222,8 @@ def run_corpus(
     """Transcribe every file of `files` not already done under these settings in
     `out_dir/results.sqlite`, on `executor` (anything with frugal's Executor.run). Longest
     first. `on_start(estimated audio seconds, files)` once, `on_file(file, result, estimated
-    seconds)` after each file is written and recorded."""
+    seconds)` after each file is written and recorded. Raises ModelLoadError when a worker
+    cannot load the model (the rows recorded so far stay)."""
     out_dir = Path(out_dir)
     ident = settings.identity()
     h = options_hash(ident)
@@ -240,6 +245,8 @@ def run_corpus(
             return FileResult("failed", error=why), None
 
         for f, (result, transcript) in executor.run(job, todo, lost):
+            if result.fatal:
+                raise ModelLoadError(result.error)
             if transcript is not None:
                 result.outputs = write_outputs(out_dir, f, transcript, settings.formats)
                 run.done += 1

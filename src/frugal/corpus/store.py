@@ -51,6 +51,7 @@ class FileResult:
     error: str | None = None
     worker: str = ""
     outputs: list[str] = field(default_factory=list)
+    fatal: bool = False  # the model could not load: the run stops (not stored)
 
 
 class CorpusStore(SQLiteFile):
