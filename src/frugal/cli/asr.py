@@ -73,15 +73,6 @@ def _audio_progress():
     )
 
 
-def _segment_json(segment) -> dict:
-    row = {k: v for k, v in segment.to_dict().items() if k not in ("tokens", "words")}
-    if segment.words is not None:
-        row["words"] = [
-            {k: v for k, v in w.to_dict().items() if k != "tokens"} for w in segment.words
-        ]
-    return row
-
-
 @app.command()
 def transcribe(
     audio: Annotated[

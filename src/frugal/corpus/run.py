@@ -42,6 +42,12 @@ class CorpusSettings:
         if bad or not self.formats:
             raise ValueError(f"output formats {list(self.formats)}: choose from {FORMATS}")
 
+    @functools.cached_property
+    def identity_json(self) -> str:
+        """`identity()` as JSON, computed once per settings object (workers key their loaded
+        model by it for every file; a model folder is not walked again each time)."""
+        return json.dumps(self.identity(), sort_keys=True)
+
     def identity(self) -> dict:
         """Everything that changes what is written (threads do not), with the model folder's
         files (names, sizes, mtimes) when the model is a local folder."""
@@ -64,7 +70,7 @@ _TRANSCRIBERS: dict[str, object] = {}  # per worker process: settings -> Transcr
 
 def _transcriber(settings: CorpusSettings):
     """This process's Transcriber for `settings`, loaded on first use and kept."""
-    key = json.dumps(settings.identity(), sort_keys=True)
+    key = settings.identity_json
     if key not in _TRANSCRIBERS:
         from frugal.models import load_whisper
         from frugal.sparsify import SparsifyConfig, check_config, sparse_encoder
