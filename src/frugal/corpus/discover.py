@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# what load_audio reads (soundfile, or PyAV for compressed containers)
-AUDIO_SUFFIXES = frozenset(
-    {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".webm", ".wma", ".mkv"}
-)
+from frugal.data.audio import PYAV_SUFFIXES
+
+# what load_audio reads: soundfile's formats, and PyAV's containers
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"} | PYAV_SUFFIXES)
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 
 
