@@ -17,6 +17,7 @@ def test_version_prints_and_exits():
 
 def test_doctor_json_has_every_section(monkeypatch):
     monkeypatch.delenv("FRUGAL_INT8_GEMM", raising=False)
+    monkeypatch.delenv("FRUGAL_WIDE_GEMM", raising=False)
     res = CliRunner().invoke(app, ["doctor", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
@@ -32,6 +33,9 @@ def test_doctor_json_has_every_section(monkeypatch):
     assert report["kernels"]["int8 GEMM (torch._int_mm)"] == "yes, exact"
     assert report["kernels"]["int8 products run on"].startswith(
         ("torch._int_mm (auto; 64x384x1536", "exact fp32 GEMMs (auto; 64x384x1536")
+    )
+    assert report["kernels"]["vocabulary projection runs as"].startswith(
+        ("F.linear(h, w) (auto; 2 x 51864", "(w @ hᵀ)ᵀ (auto; 2 x 51864")
     )
     assert report["kernels"]["fused format kernels (numba)"].endswith("bit-identical")
 

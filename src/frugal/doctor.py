@@ -128,6 +128,7 @@ def collect() -> Report:
     engines = torch.backends.quantized.supported_engines
     r.add("kernels", "int8 GEMM (torch._int_mm)", int8_gemm_status())
     r.add("kernels", "int8 products run on", int8_backend_status())
+    r.add("kernels", "vocabulary projection runs as", wide_gemm_status())
     r.add("kernels", "quantized engines", ", ".join(e for e in engines if e != "none"))
     r.add("kernels", "fused format kernels (numba)", numba_status())
     r.add("kernels", "CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no")
@@ -171,6 +172,22 @@ def int8_backend_status() -> str:
     )
     what = {"native": "torch._int_mm", "emulated": "exact fp32 GEMMs"}[int8_gemm_backend()]
     return f"{what} ({how}; 64x384x1536: int8 {native:.2f} ms, fp32 {fp32:.2f} ms)"
+
+
+def wide_gemm_status() -> str:
+    """Which of two equivalent BLAS calls the decoder's vocabulary projection uses here, and
+    the timing that chose it (tiny.en's 51,864 × 384, two rows)."""
+    import torch
+
+    from frugal.nn.wide_linear import WIDE_GEMM_ENV, wide_gemm_form, wide_gemm_timings
+
+    w = torch.randn(51864, 384, generator=torch.Generator().manual_seed(0))
+    linear, transposed = wide_gemm_timings(w)
+    how = (
+        f"{WIDE_GEMM_ENV}={os.environ[WIDE_GEMM_ENV]}" if os.environ.get(WIDE_GEMM_ENV) else "auto"
+    )
+    what = {"linear": "F.linear(h, w)", "transposed": "(w @ hᵀ)ᵀ"}[wide_gemm_form(w)]
+    return f"{what} ({how}; 2 x 51864 x 384: F.linear {linear:.2f} ms, w @ hᵀ {transposed:.2f} ms)"
 
 
 def numba_status() -> str:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from frugal.nn.modules import QuantMixin
 from frugal.nn.native import int8_gemm_backend, int8_matmul, quantize_rows
+from frugal.nn.wide_linear import wide_linear
 from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
 
@@ -260,27 +261,28 @@ class LeanDecoder:
     def _screened_max(
         self, h: torch.Tensor, bias: torch.Tensor, rows: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(argmax, its exact fp32 logit, the screen's logits or None) over the first `rows`
-        vocabulary entries (all by default). The screen's logits are within e (see
-        `screen_logits`) of the exact ones; None when the exact product was computed."""
+        """(argmax, its exact fp32 logit, logits for the normalizer) over the first `rows`
+        vocabulary entries (all by default). The logits are the screen's, within e (see
+        `screen_logits`) of the exact ones, or the exact ones where the full product was
+        computed (bias added either way)."""
         rows = self.proj.shape[0] if rows is None else rows
         bias = bias[..., :rows]
         screen = int8_gemm_backend() == "native" if self.screen is None else self.screen
         if not screen or self.proj.dtype != torch.float32 or h.dtype != torch.float32:
-            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
+            return self._exact_max(h, bias, rows)
         approx, e = self.screen_logits(h, rows)
         approx.add_(bias)
         top = approx.amax(-1)
         live = top > float("-inf")  # rows whose every token is masked have no maximum
         if not bool(torch.isfinite(top[live]).all()):
-            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
+            return self._exact_max(h, bias, rows)
         # adding the bias rounds too: allow 2^-23 of the largest magnitude involved
         e.add_(2.0**-23 * (top.abs()[:, None] + e))
         floor = (approx - e).amax(-1)  # the maximum's fp32 logit is at least this
         near = (approx + e)[live] >= floor[live][:, None]
         cand = near.any(0).nonzero()[:, 0]
         if cand.numel() > self.max_candidates:
-            return (*_argmax(F.linear(h, self.proj[:rows]) + bias), None)
+            return self._exact_max(h, bias, rows)
         if cand.numel() == 0:  # every row fully masked
             return torch.zeros_like(top, dtype=torch.long), top, approx
         exact = F.linear(h, self.proj[cand]) + (
@@ -289,14 +291,18 @@ class LeanDecoder:
         j, value = _argmax(exact)
         return cand[j], torch.where(live, value, top), approx
 
+    def _exact_max(
+        self, h: torch.Tensor, bias: torch.Tensor, rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = wide_linear(h, self.proj[:rows]) + bias
+        return (*_argmax(logits), logits)
+
     def _pick_greedy(
         self, h: torch.Tensor, bias: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy token (exact, screened) and its log-probability; the normalizer comes from
         the screen's logits, so it is within e (see `screen_logits`) of the fp32 one."""
         token, value, approx = self._screened_max(h, bias)
-        if approx is None:  # the exact logits were computed: use them for the normalizer
-            approx = F.linear(h, self.proj) + bias
         return token, value - torch.logsumexp(approx, dim=-1)
 
     def _pick_timestamped(
@@ -312,8 +318,6 @@ class LeanDecoder:
         lse_ts = torch.logsumexp(stamps, dim=-1)
         ts_idx, ts_val = _argmax(stamps)
         forced = lse_ts > text_val
-        if approx is None:  # exact text logits were computed: use them for the normalizer
-            approx = F.linear(h, self.proj[:tb]) + bias[:, :tb]
         lse_all = torch.logaddexp(torch.logsumexp(approx, dim=-1), lse_ts)
         token = torch.where(forced, ts_idx + tb, text_idx)
         logprob = torch.where(forced, ts_val - lse_ts, text_val - lse_all)
@@ -329,7 +333,7 @@ class LeanDecoder:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token sampled at `temperature` per row (one generator per row, so a row's draw does
         not depend on its batch) and its log-probability (untempered, exact fp32)."""
-        logits = F.linear(h, self.proj) + bias
+        logits = wide_linear(h, self.proj) + bias
         if rules is not None:
             logits = rules.force(logits)
         logprobs = F.log_softmax(logits, dim=-1)
@@ -350,7 +354,7 @@ class LeanDecoder:
         cross = self.cross_kv(encoder_out)
         tokens = torch.tensor([prompt] * b, device=encoder_out.device)
         h = self._forward(tokens, 0, self._new_cache(b, encoder_out), cross)[:, -1]
-        return F.linear(h, self.proj)
+        return wide_linear(h, self.proj)
 
     @torch.inference_mode()
     def greedy(
@@ -396,7 +400,7 @@ class LeanDecoder:
         no_speech: list[float | None] = [None] * b
         if no_speech_id is not None:
             at = hs[:, p - 1 if sot_index is None else sot_index]
-            no_speech = F.softmax(F.linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
+            no_speech = F.softmax(wide_linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
         # Rows that reached end-of-text leave the batch once they are a quarter of it (their
         # caches are dropped), so a long window does not make the short ones pay every step.
         alive = list(range(b))  # original row of each batch row
@@ -481,7 +485,7 @@ class LeanDecoder:
         no_speech: list[float | None] = [None] * b
         if no_speech_id is not None:
             at = hs[::beam_size, p - 1 if sot_index is None else sot_index]
-            no_speech = F.softmax(F.linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
+            no_speech = F.softmax(wide_linear(at, self.proj), dim=-1)[:, no_speech_id].tolist()
         h = hs[:, -1]
         seqs: list[list[int]] = [[] for _ in range(b * beam_size)]
         # one live beam per row at the start: the copies would only duplicate it
@@ -491,7 +495,7 @@ class LeanDecoder:
             bias = self.begin_bias if step == 0 else self.suppress_bias
             if timestamps is not None:
                 bias = bias + timestamps.mask(seqs, bias.shape[0], bias.device).to(bias.dtype)
-            logits = F.linear(h, self.proj) + bias
+            logits = wide_linear(h, self.proj) + bias
             if timestamps is not None:
                 logits = timestamps.force(logits)
             logprobs = F.log_softmax(logits.float(), dim=-1)
@@ -579,7 +583,7 @@ class LeanDecoder:
         qk = torch.cat([capture[layer][0, :, rows] for layer in by_layer])
         order = [(layer, h) for layer in by_layer for h in by_layer[layer]]
         qk = qk[[order.index((int(layer), int(head))) for layer, head in heads]]
-        logits = F.linear(hs[p - 1 : p - 1 + len(text)], self.proj)[:, : self.eot]
+        logits = wide_linear(hs[p - 1 : p - 1 + len(text)], self.proj)[:, : self.eot]
         probs = F.softmax(logits.double(), dim=-1)
         target = torch.tensor(text, device=probs.device)[:, None]
         return qk, probs.gather(1, target)[:, 0].float()
@@ -602,7 +606,7 @@ class LeanDecoder:
             cross = self.cross_kv(encoder_out[i : i + 1])
             cache = self._new_cache(1, encoder_out)
             hs = self._forward(torch.tensor([seq[:-1]], device=encoder_out.device), 0, cache, cross)
-            logits = F.linear(hs[0], self.proj)
+            logits = wide_linear(hs[0], self.proj)
             p = len(prompt)
             target = torch.tensor(seq[p:], device=logits.device)
             logprobs = F.log_softmax(logits[p - 1 :].double(), dim=-1)  # sums many terms
