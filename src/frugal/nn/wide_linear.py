@@ -11,9 +11,10 @@ AMD EPYC (Zen 3, AVX2; torch 2.13 with MKL 2024.2; 2 threads), the vocabulary of
     w @ hᵀ        14.0 ms   7.7 ms   7.7 ms   9.7 ms  19.0 ms
 
 With one row both fall to the same matrix-vector kernel; `w @ hᵀ` with the row repeated
-(two columns) takes the 7.7 ms path. So the first product of each weight shape (and thread count) in a process times both forms
-on two rows against the weight itself (best of three) and keeps the faster one;
-FRUGAL_WIDE_GEMM=linear|transposed overrides. Nothing is copied: w stays as stored."""
+(two columns) takes the 7.7 ms path. So the first product of each weight shape (and thread
+count) in a process times both forms on two rows against the weight itself (best of three)
+and keeps the faster one; FRUGAL_WIDE_GEMM=linear|transposed overrides. Nothing is copied: w
+stays as stored."""
 
 from __future__ import annotations
 
