@@ -29,16 +29,18 @@ class WhisperTokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no tokenizer.json")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
         lost = missing_merges(data)
-        if lost:
-            warnings.warn(
-                f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}",
-                stacklevel=2,
-            )
-            merges = data["model"]["merges"]
-            as_pairs = bool(merges) and not isinstance(merges[0], str)
-            data["model"]["merges"] = [m.split(" ") if as_pairs else m for m in lost] + merges
+        if not lost:
+            return cls(Tokenizer.from_str(text))
+        warnings.warn(
+            f"{path}: restoring {len(lost)} lost BPE merge(s): {', '.join(lost[:5])}",
+            stacklevel=2,
+        )
+        merges = data["model"]["merges"]
+        as_pairs = bool(merges) and not isinstance(merges[0], str)
+        data["model"]["merges"] = [m.split(" ") if as_pairs else m for m in lost] + merges
         return cls(Tokenizer.from_str(json.dumps(data)))
 
     def __len__(self) -> int:
