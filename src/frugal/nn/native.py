@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from torch import nn
 from frugal.formats import get_format
 from frugal.formats.integer import IntFormat, _fp16_scale
 from frugal.formats.packing import Packed, group_codes, pack
+from frugal.nn.kernel_timing import best_ms
 
 INT8_KERNEL = "int8 GEMM (torch._int_mm, or exact in fp32 where it is slow), int8 inputs per row"
 
@@ -72,21 +72,11 @@ def int8_gemm_timings() -> tuple[float, float]:
     a = torch.randint(-127, 128, (64, 384), generator=torch.Generator().manual_seed(0))
     w = torch.randint(-127, 128, (1536, 384), generator=torch.Generator().manual_seed(1))
     a8, w8t, af, wf = a.to(torch.int8), w.to(torch.int8).t(), a.float(), w.float()
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times) * 1e3
-
     try:
-        native = best(lambda: torch._int_mm(a8, w8t))
+        native = best_ms(lambda: torch._int_mm(a8, w8t))
     except (RuntimeError, AttributeError):
         native = float("inf")
-    return native, best(lambda: nn.functional.linear(af, wf))
+    return native, best_ms(lambda: nn.functional.linear(af, wf))
 
 
 def int8_gemm_backend() -> str:

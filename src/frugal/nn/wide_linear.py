@@ -19,10 +19,11 @@ stays as stored."""
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 import torch.nn.functional as F
+
+from frugal.nn.kernel_timing import best_ms
 
 WIDE_GEMM_ENV = "FRUGAL_WIDE_GEMM"
 # below this many output rows the choice is not worth a probe (decoder layers are ≤ 1536)
@@ -42,18 +43,8 @@ def _probe(w: torch.Tensor) -> tuple[float, float]:
     """(F.linear, transposed) milliseconds for two rows against w itself, best of three after
     a warm-up."""
     h = torch.randn(2, w.shape[1], generator=torch.Generator().manual_seed(0)).to(w)
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times) * 1e3
-
     with torch.inference_mode():
-        return best(lambda: F.linear(h, w)), best(lambda: _transposed(h, w))
+        return best_ms(lambda: F.linear(h, w)), best_ms(lambda: _transposed(h, w))
 
 
 def wide_gemm_timings(w: torch.Tensor) -> tuple[float, float]:
