@@ -8,7 +8,7 @@ from transformers import WhisperForConditionalGeneration
 
 from frugal.models import load_ct2_whisper
 from frugal.tasks.asr import DecodeOptions, LeanDecoder, Transcriber
-from tests.tolerance import NETWORK_RMS_U, U32, argmax_is_clear
+from tests.tolerance import NETWORK_RMS_U, U32, argmax_is_clear, matmul_bound
 
 
 def _generate_tokens(model, enc, prompt, max_new_tokens=None):
@@ -182,6 +182,44 @@ def test_greedy_logprob_is_within_the_screen_bound(tiny_en):
     e = lean.screen_logits(h, lean.proj.shape[0])[1].amax(-1)
     err = (logprob.double() - exact.gather(1, token[:, None])[:, 0]).abs()
     assert (err <= e.double() + 1e-5).all(), (err, e)
+
+
+@pytest.mark.parametrize("form", ["linear", "transposed"])
+def test_unscreened_picks_read_the_vocabulary_once(tiny_en, monkeypatch, form):
+    """Without the int8 screen, a greedy (or timestamped) step computes the full product once:
+    its argmax and its normalizer come from the same logits, exact fp32 on either BLAS form."""
+    from frugal.nn import wide_linear
+    from frugal.tasks.asr import lean_decoder
+
+    monkeypatch.setenv(wide_linear.WIDE_GEMM_ENV, form)
+    calls = []
+    real = lean_decoder.wide_linear
+    monkeypatch.setattr(
+        lean_decoder, "wide_linear", lambda h, w: calls.append(w.shape) or real(h, w)
+    )
+    lean = LeanDecoder(tiny_en.model)
+    lean.screen = False
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        h = tiny_en.model.model.decoder.layer_norm(torch.randn(4, 384) * 3)
+        token, logprob = lean._pick_greedy(h, lean.suppress_bias)
+        assert calls == [lean.proj.shape]
+        full = torch.nn.functional.linear(h.double(), lean.proj.double()) + lean.suppress_bias
+        exact = torch.log_softmax(full, dim=-1)
+    assert argmax_is_clear(h, lean.proj.t(), lean.suppress_bias).all()
+    assert torch.equal(token, exact.argmax(-1))
+    # each fp32 logit errs by at most its matmul bound b_j: the log-probability by b_token plus
+    # max_j b_j (the normalizer), plus a few roundings of the log-softmax's own magnitudes
+    b = matmul_bound(h, lean.proj.t()).double()
+    picked = exact.gather(1, token[:, None])[:, 0]
+    allow = b.gather(1, token[:, None])[:, 0] + b.amax(-1) + 8 * U32 * full.abs().amax(-1)
+    assert ((logprob.double() - picked).abs() <= allow).all()
+    calls.clear()
+    rules = Transcriber(tiny_en).timestamp_rules()
+    tb = rules.timestamp_begin
+    with torch.inference_mode():
+        lean._pick_timestamped(h, lean.suppress_bias.expand(4, -1), rules)
+    assert calls == [(tb, 384)]
 
 
 def test_masked_rows_decode_as_their_trimmed_selves(tiny_en, builtin):
