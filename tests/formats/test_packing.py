@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frugal.formats import get_format
+from frugal.formats import get_format, packing
 from frugal.formats.packing import (
     NotPackableError,
     is_packable,
@@ -54,8 +54,9 @@ def test_bit_stream_round_trip(bits):
     cols=st.integers(1, 300),
     log_scale=st.integers(-20, 12),
     seed=st.integers(0, 2**16),
+    chunk=st.sampled_from([1, 7, 64, packing.UNPACK_CHUNK]),
 )
-def test_pack_unpack_is_exact(name, rows, cols, log_scale, seed):
+def test_pack_unpack_is_exact(name, rows, cols, log_scale, seed, chunk):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, cols, generator=g) * 2.0**log_scale
     x[0, 0] = 0.0  # zeros and a zero row where there is one
@@ -64,7 +65,11 @@ def test_pack_unpack_is_exact(name, rows, cols, log_scale, seed):
     fmt = get_format(name)
     q = fmt.quantize(x)
     p = pack(q, fmt)
-    assert torch.equal(unpack(p), q)  # equal as values (-0.0 decodes as +0.0)
+    whole, packing.UNPACK_CHUNK = packing.UNPACK_CHUNK, chunk  # decoded in pieces of `chunk`
+    try:
+        assert torch.equal(unpack(p), q)  # equal as values (-0.0 decodes as +0.0)
+    finally:
+        packing.UNPACK_CHUNK = whole
 
 
 @pytest.mark.parametrize(

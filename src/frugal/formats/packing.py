@@ -333,23 +333,36 @@ def group_codes(p: Packed) -> torch.Tensor:
     return unpack_bits(p.codes, p.bits, padded).reshape(-1, group)
 
 
+# elements decoded at a time: the int32 codes and looked-up values of a 51,864 × 384 vocabulary
+# would otherwise sit beside the result (~3x its size at the peak of loading a model)
+UNPACK_CHUNK = 1 << 20
+
+
 def unpack(p: Packed) -> torch.Tensor:
-    """Float32 values of a packed tensor, equal to the simulated format's values."""
+    """Float32 values of a packed tensor, equal to the simulated format's values (decoded
+    `UNPACK_CHUNK` elements at a time into the result)."""
     kind, bits, book = _layout(p.format)
     if kind == "native":
         return p.native.float().reshape(p.shape)
     if kind == "float":
         return book[unpack_bits(p.codes, bits, p.numel).int()].reshape(p.shape)
     rows, cols, _ = _view(get_format(p.format), p.shape)
-    codes = group_codes(p).int()
+    codes = group_codes(p)
     if kind == "mx":
         scale = torch.exp2(p.exponents.to(torch.float32) - SCALE_EMAX)
-        g = book[codes] * scale[:, None]
-    elif kind == "int_asym":
-        zeros = unpack_bits(p.zeros, p.bits, codes.shape[0]).float()
-        g = (codes.float() - zeros[:, None]) * p.scales.float()[:, None]
     else:
-        g = book[codes] * p.scales.float()[:, None]
+        scale = p.scales.float()
+    zeros = unpack_bits(p.zeros, p.bits, codes.shape[0]).float() if kind == "int_asym" else None
+    g = torch.empty(codes.shape, dtype=torch.float32)
+    n_groups, group = codes.shape
+    step_g = max(1, UNPACK_CHUNK // group)
+    step_c = min(group, UNPACK_CHUNK)
+    for g0 in range(0, n_groups, step_g):
+        sl = slice(g0, g0 + step_g)
+        for c0 in range(0, group, step_c):
+            part = codes[sl, c0 : c0 + step_c].int()
+            vals = part.float().sub_(zeros[sl, None]) if zeros is not None else book[part]
+            torch.mul(vals, scale[sl, None], out=g[sl, c0 : c0 + step_c])
     return g.reshape(rows, -1)[:, :cols].reshape(p.shape)
 
 
