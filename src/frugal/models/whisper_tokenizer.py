@@ -95,16 +95,14 @@ def missing_merges(tokenizer_json: dict) -> list[str]:
     model = tokenizer_json.get("model", {})
     if model.get("type") != "BPE":
         return []
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    produced = {m.replace(" ", "", 1) for m in merges}
-    special = {t["content"] for t in tokenizer_json.get("added_tokens", [])}
     vocab = model.get("vocab", {})
+    pairs = sorted((t for t in vocab if len(t) == 2), key=vocab.get)
+    # only a merge of two characters ("a b") makes a two-character token
+    merges = (m if isinstance(m, str) else " ".join(m) for m in model.get("merges", []))
+    produced = {m.replace(" ", "", 1) for m in merges if len(m) == 3}
+    special = {t["content"] for t in tokenizer_json.get("added_tokens", [])}
     return [
         f"{t[0]} {t[1]}"
-        for t in sorted(vocab, key=vocab.get)
-        if len(t) == 2
-        and t not in produced
-        and t not in special
-        and t[0] in vocab
-        and t[1] in vocab
+        for t in pairs
+        if t not in produced and t not in special and t[0] in vocab and t[1] in vocab
     ]
