@@ -8,6 +8,7 @@ from frugal.formats import get_format
 from frugal.formats.packing import NotPackableError
 from frugal.nn import QuantConfig, QuantRule, apply_config
 from frugal.nn.native import (
+    CACHE_BELOW_ROWS,
     INT8_GEMM_ENV,
     Int8Linear,
     int8_gemm_backend,
@@ -112,13 +113,18 @@ def test_both_int8_backends_give_the_exact_integer_products(k, monkeypatch):
     assert torch.equal(int8_matmul(q, codes, codes.float()), got["native"])
 
 
-def test_int8_linear_is_bit_identical_on_both_backends(monkeypatch):
+@pytest.mark.parametrize("rows", [3, CACHE_BELOW_ROWS])
+def test_int8_linear_is_bit_identical_on_both_backends(monkeypatch, rows):
+    """Few rows (the emulated backend keeps a float copy of the codes) and many (it converts
+    them per call, int8 stays int8 in memory): the same bits as the int8 kernel."""
     lin = _int8_linear(40, 1536)
-    x = torch.randn(3, 1536) * 3
+    x = torch.randn(rows, 1536) * 3
     outs = []
     for backend in ("native", "emulated"):
         monkeypatch.setenv(INT8_GEMM_ENV, backend)
-        outs.append(Int8Linear.from_linear(lin)(x))
+        module = Int8Linear.from_linear(lin)
+        outs.append(module(x))
+        assert ("_cf" in module.__dict__) == (backend == "emulated" and rows < CACHE_BELOW_ROWS)
     assert torch.equal(*outs)
 
 

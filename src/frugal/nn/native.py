@@ -63,6 +63,9 @@ INT8_GEMM_ENV = "FRUGAL_INT8_GEMM"
 # |int8 · int8| <= 2^14, so any partial sum of at most 2^10 such products is an integer of at
 # most 2^24 in magnitude: exact in float32 whatever order the GEMM sums in
 EXACT_FP32_TERMS = 1024
+# the emulated backend keeps a float32 copy of an Int8Linear's codes only once it sees an input
+# of fewer rows than this (converting per call costs more than the GEMM there)
+CACHE_BELOW_ROWS = 64
 
 
 @functools.cache
@@ -160,15 +163,18 @@ class Int8Linear(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).float()
         q, sx = quantize_rows(flat)
-        y = int8_matmul(q, self.codes, self._codes_float()).float().mul_(sx).mul_(self.scales)
+        # many rows (an encoder window): converting the codes per call costs ~1% of the GEMM,
+        # and keeps int8 in memory; a few rows: the float copy, made once, saves the conversion
+        cf = self._codes_float() if flat.shape[0] < CACHE_BELOW_ROWS else None
+        y = int8_matmul(q, self.codes, cf).float().mul_(sx).mul_(self.scales)
         if self.bias is not None:
             y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     def _codes_float(self) -> torch.Tensor | None:
         """The codes as float32 for the emulated backend, made once (4 bytes per weight beside
-        the int8 codes: the price of exact int8 products on a CPU whose int8 GEMM is slow);
-        None on the native backend."""
+        the int8 codes) for inputs of fewer than CACHE_BELOW_ROWS rows; None on the native
+        backend."""
         if int8_gemm_backend() == "native":
             return None
         cached = self.__dict__.get("_cf")
