@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -121,8 +122,14 @@ def test_a_killed_run_resumes_without_losing_finished_files(tmp_path, builtin):
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    # its worker processes (and their fork server) are its descendants: they must not outlive
+    # it, each holding a model in memory
+    left = psutil.Process(proc.pid).children(recursive=True)
+    assert len(left) >= 2 or len(os.sched_getaffinity(0)) < 2  # one worker per core
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(left, timeout=30)
+    assert not alive, [p.cmdline()[:3] for p in alive]
     before = _rows(out)
     assert 2 <= len(before) < 6
     for r in before:  # every recorded file has its whole outputs

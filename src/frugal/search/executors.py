@@ -117,7 +117,8 @@ class LocalExecutor(Executor):
             ctx = _worker_context(modules)
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
             env = dict(os.environ)
-            self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem, threads, env))
+            owner = _process_identity(os.getpid())
+            self._pool = ProcessPoolExecutor(workers, ctx, _init, (problem, threads, env, owner))
 
     def run(self, fn, items, lost=None):
         if self._pool is None:
@@ -167,14 +168,58 @@ def _worker_context(modules: Sequence[str]):
     return ctx
 
 
-def _init(problem: Problem | None, threads: int, env: dict[str, str]) -> None:
+def _process_identity(pid: int) -> tuple[int, str | None]:
+    """(pid, its start time from /proc, None where there is no /proc): a pid the system
+    reuses for another process has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return pid, None
+    return pid, stat[stat.rindex(b")") + 2 :].split()[19].decode()  # field 22: starttime
+
+
+def _alive(owner: tuple[int, str | None]) -> bool:
+    pid, start = owner
+    if start is not None:
+        return _process_identity(pid) == owner
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _exit_when_gone(owner: tuple[int, str | None], every_s: float = 1.0) -> None:
+    """End this worker once the process that made its pool is gone. A pool shut down normally
+    ends its workers itself; one whose owner was killed (SIGKILL, the OOM killer) does not, and
+    its workers would wait on the job queue forever, each holding a model in memory, and keep
+    the fork server alive."""
+    while _alive(owner):
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _init(
+    problem: Problem | None,
+    threads: int,
+    env: dict[str, str],
+    owner: tuple[int, str | None] | None = None,
+) -> None:
     """A worker's start: the parent's environment as it was when the pool was made (the
-    server was forked earlier), its problem and its share of the threads."""
+    server was forked earlier), its problem and its share of the threads; it exits by itself
+    when `owner` (the pool's process) is gone."""
     global _PROBLEM
     os.environ.clear()
     os.environ.update(env)
     _PROBLEM = problem
     _set_threads(threads)
+    if owner is not None:
+        import threading
+
+        threading.Thread(target=_exit_when_gone, args=(owner,), daemon=True).start()
 
 
 class RayExecutor(Executor):
