@@ -8,6 +8,8 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from frugal.provenance import cpu_flags, cpu_name
+
 # The distributions whose versions change what frugal computes or how fast (import name
 # not needed: versions come from the installed metadata, nothing is imported).
 KEY_PACKAGES = (
@@ -59,30 +61,6 @@ def version_of(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo), empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def blas_of(config: str) -> str:
