@@ -14,9 +14,11 @@ SYNCED := .venv/.synced
 eval: $(SYNCED)  ## the main job: tiny.en on the built-in speech set -> WER / latency table
 	$(RUN) frugal eval
 
-# 0: one process using every core through torch's threads (on 2 cores 494 s against 559 s
-# for 2 xdist workers of 1 thread each); more cores: WORKERS=4 and so on
-WORKERS ?= 0
+# pytest-xdist processes (0: one process using every core through torch's threads). Two by
+# default where there are 2+ cores: on 2 cores of an AMD Zen 3, 812 s against 981 s for one
+# process (the same commit, warm caches); on a Zen 4 one process had been faster, 461 s against
+# 487 s. More cores: WORKERS=4 and so on (each worker holds its own models).
+WORKERS ?= $(if $(filter 0 1,$(shell nproc 2>/dev/null || echo 1)),0,2)
 
 test: $(SYNCED)  ## the test suite (WORKERS>0: that many pytest-xdist processes); PYTEST_ARGS='-k foo' to pick
 	$(RUN) python -m pytest -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
