@@ -139,15 +139,18 @@ def int8_gemm_status() -> str:
     return "yes, exact" if torch.equal(got, want) else "WRONG RESULTS"
 
 
+def _chosen_by(env: str) -> str:
+    """ "VAR=value" when an environment variable forces a kernel choice, else "auto"."""
+    return f"{env}={os.environ[env]}" if os.environ.get(env) else "auto"
+
+
 def int8_backend_status() -> str:
     """Which backend int8 Linears use here and the timing that chose it (a slow int8 GEMM,
     e.g. on AVX2 CPUs without VNNI, is replaced by exact fp32 GEMMs)."""
     from frugal.nn.native import INT8_GEMM_ENV, int8_gemm_backend, int8_gemm_timings
 
     native, fp32 = int8_gemm_timings()
-    how = (
-        f"{INT8_GEMM_ENV}={os.environ[INT8_GEMM_ENV]}" if os.environ.get(INT8_GEMM_ENV) else "auto"
-    )
+    how = _chosen_by(INT8_GEMM_ENV)
     what = {"native": "torch._int_mm", "emulated": "exact fp32 GEMMs"}[int8_gemm_backend()]
     return f"{what} ({how}; 64x384x1536: int8 {native:.2f} ms, fp32 {fp32:.2f} ms)"
 
@@ -161,9 +164,7 @@ def wide_gemm_status() -> str:
 
     w = torch.randn(51864, 384, generator=torch.Generator().manual_seed(0))
     linear, transposed = wide_gemm_timings(w)
-    how = (
-        f"{WIDE_GEMM_ENV}={os.environ[WIDE_GEMM_ENV]}" if os.environ.get(WIDE_GEMM_ENV) else "auto"
-    )
+    how = _chosen_by(WIDE_GEMM_ENV)
     what = {"linear": "F.linear(h, w)", "transposed": "(w @ hᵀ)ᵀ"}[wide_gemm_form(w)]
     return f"{what} ({how}; 2 x 51864 x 384: F.linear {linear:.2f} ms, w @ hᵀ {transposed:.2f} ms)"
 
