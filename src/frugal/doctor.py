@@ -106,6 +106,7 @@ def collect() -> Report:
     engines = torch.backends.quantized.supported_engines
     r.add("kernels", "int8 GEMM (torch._int_mm)", int8_gemm_status())
     r.add("kernels", "int8 products run on", int8_backend_status())
+    r.add("kernels", "int8 products of a decoding step's rows", few_rows_status())
     r.add("kernels", "vocabulary projection runs as", wide_gemm_status())
     r.add("kernels", "quantized engines", ", ".join(e for e in engines if e != "none"))
     r.add("kernels", "fused format kernels (numba)", numba_status())
@@ -153,6 +154,20 @@ def int8_backend_status() -> str:
     how = _chosen_by(INT8_GEMM_ENV)
     what = {"native": "torch._int_mm", "emulated": "exact fp32 GEMMs"}[int8_gemm_backend()]
     return f"{what} ({how}; 64x384x1536: int8 {native:.2f} ms, fp32 {fp32:.2f} ms)"
+
+
+def few_rows_status() -> str:
+    """Which path multiplies a decoding step's few rows by int8 weights here (the int8
+    screen of the vocabulary, int8 decoder Linears) and the timing that chose it."""
+    from frugal.nn.native import FEW_ROWS, FEW_ROWS_ENV, few_rows_backend, few_rows_timings
+
+    kernel, gemm = few_rows_timings()
+    how = _chosen_by(FEW_ROWS_ENV)
+    what = {"kernel": f"numba int8 kernel up to {FEW_ROWS} rows", "gemm": "the int8 GEMM path"}
+    return (
+        f"{what[few_rows_backend()]} ({how}; 2x384x16384: kernel {kernel:.2f} ms, "
+        f"GEMM path {gemm:.2f} ms)"
+    )
 
 
 def wide_gemm_status() -> str:

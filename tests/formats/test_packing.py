@@ -114,6 +114,20 @@ def test_values_off_the_grid_are_refused():
         pack(torch.tensor([1.0, 1.01]), "fp8_e4m3")
 
 
+@pytest.mark.parametrize("name", ["int8_pc", "int4_g128", "mxint8"])
+def test_many_groups_pack_and_any_group_off_the_grid_is_refused(name):
+    """Beyond 64 groups a few are tried against every scale first (a trained weight fails
+    there at once); groups on the grid still pack, and one bad value in a group the first
+    look did not see is still refused."""
+    w = get_format(name).quantize(torch.randn(300, 256))
+    assert torch.equal(unpack(pack(w, name)), w)
+    with pytest.raises(NotPackableError, match="not on the"):
+        pack(torch.randn(300, 256), name)
+    w[1, 5] += 1e-3  # row 1: not among the groups looked at first
+    with pytest.raises(NotPackableError, match="not on the"):
+        pack(w, name)
+
+
 def test_three_dim_weights_per_channel():
     w = get_format("int8_pc").quantize(torch.randn(6, 5, 3))  # a Conv1d weight
     p = pack(w, "int8_pc")

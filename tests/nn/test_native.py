@@ -9,8 +9,13 @@ from frugal.formats.packing import NotPackableError
 from frugal.nn import QuantConfig, QuantRule, apply_config
 from frugal.nn.native import (
     CACHE_BELOW_ROWS,
+    FEW_ROWS,
+    FEW_ROWS_ENV,
     INT8_GEMM_ENV,
     Int8Linear,
+    fast_int8_rows,
+    few_rows_backend,
+    few_rows_timings,
     int8_gemm_backend,
     int8_gemm_timings,
     int8_matmul,
@@ -93,39 +98,61 @@ def test_fused_rows_equal_separate_ones():
 
 
 @pytest.mark.parametrize("k", [13, 1024, 1536, 4100])
-def test_both_int8_backends_give_the_exact_integer_products(k, monkeypatch):
-    """native (torch._int_mm) and emulated (fp32 GEMMs over chunks of <= 1024 terms) both
-    return the exact int32 products, on random codes and on the worst case: every product
-    -128 · -128, whose sum over 1536 terms (2^14 · 1536) is past float32's 2^24."""
+@pytest.mark.parametrize("rows", [1, 5, FEW_ROWS + 1])
+def test_every_int8_path_gives_the_exact_integer_products(k, rows, monkeypatch):
+    """native (torch._int_mm), emulated (fp32 GEMMs over chunks of <= 1024 terms) and the
+    few-row kernel (int32 sums, for up to FEW_ROWS rows) all return the exact int32
+    products, on random codes and on the worst case: every product -128 · -128, whose sum
+    over 1536 terms (2^14 · 1536) is past float32's 2^24."""
     g = torch.Generator().manual_seed(k)
-    q = torch.randint(-128, 128, (5, k), generator=g, dtype=torch.int8)
+    q = torch.randint(-128, 128, (rows, k), generator=g, dtype=torch.int8)
     codes = torch.randint(-128, 128, (7, k), generator=g, dtype=torch.int8)
     q[0], codes[0] = -128, -128
     exact = q.long() @ codes.long().t()
     got = {}
-    for backend in ("native", "emulated"):
-        monkeypatch.setenv(INT8_GEMM_ENV, backend)
-        assert int8_gemm_backend() == backend
-        got[backend] = int8_matmul(q, codes)
-        assert got[backend].dtype == torch.int32
-        assert torch.equal(got[backend].long(), exact), backend
+    for few in ("kernel", "gemm"):
+        monkeypatch.setenv(FEW_ROWS_ENV, few)
+        for backend in ("native", "emulated"):
+            monkeypatch.setenv(INT8_GEMM_ENV, backend)
+            assert int8_gemm_backend() == backend and few_rows_backend() == few
+            got[few, backend] = int8_matmul(q, codes)
+            assert got[few, backend].dtype == torch.int32
+            assert torch.equal(got[few, backend].long(), exact), (few, backend)
     monkeypatch.setenv(INT8_GEMM_ENV, "emulated")
-    assert torch.equal(int8_matmul(q, codes, codes.float()), got["native"])
+    assert torch.equal(int8_matmul(q, codes, codes.float()), got["gemm", "native"])
 
 
-@pytest.mark.parametrize("rows", [3, CACHE_BELOW_ROWS])
-def test_int8_linear_is_bit_identical_on_both_backends(monkeypatch, rows):
-    """Few rows (the emulated backend keeps a float copy of the codes) and many (it converts
-    them per call, int8 stays int8 in memory): the same bits as the int8 kernel."""
+@pytest.mark.parametrize("rows", [3, FEW_ROWS + 1, CACHE_BELOW_ROWS])
+def test_int8_linear_is_bit_identical_on_every_path(monkeypatch, rows):
+    """Few rows (the few-row kernel reads the codes; the emulated GEMM keeps a float copy of
+    them) and many (it converts them per call, int8 stays int8 in memory): the same bits as
+    the int8 kernel."""
     lin = _int8_linear(40, 1536)
     x = torch.randn(rows, 1536) * 3
     outs = []
-    for backend in ("native", "emulated"):
-        monkeypatch.setenv(INT8_GEMM_ENV, backend)
-        module = Int8Linear.from_linear(lin)
-        outs.append(module(x))
-        assert ("_cf" in module.__dict__) == (backend == "emulated" and rows < CACHE_BELOW_ROWS)
-    assert torch.equal(*outs)
+    for few in ("kernel", "gemm"):
+        monkeypatch.setenv(FEW_ROWS_ENV, few)
+        for backend in ("native", "emulated"):
+            monkeypatch.setenv(INT8_GEMM_ENV, backend)
+            module = Int8Linear.from_linear(lin)
+            outs.append(module(x))
+            float_copy = backend == "emulated" and rows < CACHE_BELOW_ROWS
+            float_copy &= not (few == "kernel" and rows <= FEW_ROWS)
+            assert ("_cf" in module.__dict__) == float_copy, (few, backend)
+            fast = backend == "native" or (few == "kernel" and rows <= FEW_ROWS)
+            assert fast_int8_rows(rows) == fast, (few, backend)
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
+
+
+def test_few_row_choice_and_override(monkeypatch):
+    kernel, gemm = few_rows_timings()
+    assert kernel > 0 and gemm > 0
+    monkeypatch.delenv(FEW_ROWS_ENV, raising=False)
+    assert few_rows_backend() == ("kernel" if kernel < gemm else "gemm")
+    monkeypatch.setenv(FEW_ROWS_ENV, "avx2")
+    with pytest.raises(ValueError, match="FRUGAL_INT8_FEW_ROWS='avx2': choose auto, kernel"):
+        few_rows_backend()
 
 
 def test_backend_choice_and_override(monkeypatch):

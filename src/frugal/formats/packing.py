@@ -209,13 +209,25 @@ def _solve_scales(
     `first`, else amax / |c| for each magnitude c in the book (GPTQ may leave the largest
     value at another code than RTN would). Returns (scales, codes)."""
     amax = g.abs().amax(-1)
+    mags = torch.unique(book[torch.isfinite(book)].abs())
+    mags = mags[mags > 0].flip(0)
+    nonzero = torch.nonzero(amax > 0)[:, 0]
+    if len(nonzero) > 64:
+        # a few groups against every candidate at once first: a tensor that is not on the
+        # grid (any trained weight) fails there, not after one pass per candidate over all
+        probe = nonzero[:: len(nonzero) // 8][:8]
+        cands = torch.stack([first[probe], *(amax[probe] / c for c in mags)], 1)
+        head = g[probe, :8]
+        idx, _ = _lookup(head[:, None, :] / cands[..., None], book)
+        fits = scale_ok(cands) & (cands > 0)
+        fits &= (book[idx] * cands[..., None] == head[:, None, :]).all(-1)
+        if not bool(fits.any(1).all()):
+            raise NotPackableError("a group has no scale that puts its values on the grid")
     scales = torch.zeros_like(amax)
     codes = torch.zeros(g.shape, dtype=torch.long)
     zero_idx, _ = _lookup(torch.zeros(1), book)
     codes[:] = zero_idx
     todo = amax > 0
-    mags = torch.unique(book[torch.isfinite(book)].abs())
-    mags = mags[mags > 0].flip(0)
     candidates = [first, *(amax / c for c in mags)]
     for cand in candidates:
         if not bool(todo.any()):

@@ -17,7 +17,10 @@ Not every CPU has a fast int8 GEMM: on an AMD EPYC (Zen 3, AVX2, no VNNI; torch 
 and 28 ms for the vocabulary against 22 ms. So the first int8 product of a process times both
 on a small case (`int8_gemm_backend`) and, where the int8 kernel loses, computes the same
 integer products exactly in fp32 GEMMs instead (`int8_matmul`): every result is bit-identical
-either way. FRUGAL_INT8_GEMM=native|emulated overrides the choice."""
+either way. FRUGAL_INT8_GEMM=native|emulated overrides the choice. A decoding step's few
+rows go to a numba kernel that reads the int8 codes themselves (frugal.nn.int8_rows) where a
+probe finds it faster than the GEMM path (`few_rows_backend`; FRUGAL_INT8_FEW_ROWS=kernel|gemm
+overrides): on that Zen 3, 2 rows × 16384 × 384 in 1.4 ms against 9.3 ms emulated."""
 
 from __future__ import annotations
 
@@ -94,10 +97,68 @@ def int8_gemm_backend() -> str:
     return "native" if native < fp32 else "emulated"
 
 
+FEW_ROWS_ENV = "FRUGAL_INT8_FEW_ROWS"
+# inputs of at most this many rows may go to the few-row kernel (frugal.nn.int8_rows): its
+# time grows with the rows (~0.9 ms per row over the vocabulary on a Zen 3 core) while a
+# GEMM's hardly does, so past ~8 rows the GEMM wins
+FEW_ROWS = 8
+
+
+@functools.cache
+def few_rows_timings() -> tuple[float, float]:
+    """(few-row int8 kernel, int8 GEMM path) milliseconds for one 2 × 384 × 16384 product
+    here, best of three after a warm-up (which compiles the kernel or loads it from its
+    cache); (inf, ...) when numba is missing."""
+    from frugal.nn import int8_rows
+
+    g = torch.Generator().manual_seed(2)
+    q = torch.randint(-127, 128, (2, 384), generator=g).to(torch.int8)
+    codes = torch.randint(-127, 128, (16384, 384), generator=g).to(torch.int8)
+    cf = codes.float() if int8_gemm_backend() == "emulated" else None
+    gemm = best_ms(lambda: _int8_gemm(q, codes, cf))
+    if not int8_rows.available():
+        return float("inf"), gemm
+    try:
+        return best_ms(lambda: int8_rows.int8_rows_matmul(q, codes)), gemm
+    except Exception:  # a numba compile failure: the GEMM paths stay
+        return float("inf"), gemm
+
+
+def few_rows_backend() -> str:
+    """ "kernel" (frugal.nn.int8_rows) where it beats the int8 GEMM path for a decoding
+    step's few rows on this CPU, else "gemm"; FRUGAL_INT8_FEW_ROWS overrides."""
+    forced = os.environ.get(FEW_ROWS_ENV, "auto")
+    if forced not in ("auto", "kernel", "gemm"):
+        raise ValueError(f"{FEW_ROWS_ENV}={forced!r}: choose auto, kernel or gemm")
+    if forced != "auto":
+        return forced
+    kernel, gemm = few_rows_timings()
+    return "kernel" if kernel < gemm else "gemm"
+
+
+def fast_int8_rows(rows: int) -> bool:
+    """True when an int8 product of `rows` input rows runs on a kernel that reads int8
+    weights here (torch's int8 GEMM where it is fast, or the few-row kernel): then a weight
+    read as int8 costs a quarter of its float32 bytes."""
+    if int8_gemm_backend() == "native":
+        return True
+    return rows <= FEW_ROWS and few_rows_backend() == "kernel"
+
+
 def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None = None):
     """q (M, K) int8 times codes (N, K) int8 transposed: the exact int32 products (M, N), on
-    the backend `int8_gemm_backend` picks. `codes_float` is codes as float (a cached copy the
+    the few-row kernel for M <= FEW_ROWS where it is faster (`few_rows_backend`), else on the
+    GEMM backend `int8_gemm_backend` picks. `codes_float` is codes as float (a cached copy the
     emulated path reuses instead of converting every call)."""
+    if q.shape[0] <= FEW_ROWS and few_rows_backend() == "kernel":
+        from frugal.nn.int8_rows import int8_rows_matmul
+
+        return int8_rows_matmul(q, codes)
+    return _int8_gemm(q, codes, codes_float)
+
+
+def _int8_gemm(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None):
+    """`int8_matmul` on the GEMM backend `int8_gemm_backend` picks."""
     if int8_gemm_backend() == "native":
         return torch._int_mm(q, codes.t())
     # float64 when float32 matmuls may round their inputs (TF32 / bf16 passes)
@@ -165,17 +226,18 @@ class Int8Linear(nn.Module):
         q, sx = quantize_rows(flat)
         # many rows (an encoder window): converting the codes per call costs ~1% of the GEMM,
         # and keeps int8 in memory; a few rows: the float copy, made once, saves the conversion
-        cf = self._codes_float() if flat.shape[0] < CACHE_BELOW_ROWS else None
+        # (unless the few-row kernel takes them: it reads the int8 codes)
+        cf = self._codes_float(flat.shape[0])
         y = int8_matmul(q, self.codes, cf).float().mul_(sx).mul_(self.scales)
         if self.bias is not None:
             y.add_(self.bias)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
-    def _codes_float(self) -> torch.Tensor | None:
+    def _codes_float(self, rows: int) -> torch.Tensor | None:
         """The codes as float32 for the emulated backend, made once (4 bytes per weight beside
         the int8 codes) for inputs of fewer than CACHE_BELOW_ROWS rows; None on the native
-        backend."""
-        if int8_gemm_backend() == "native":
+        backend, for more rows, or for rows the few-row kernel takes."""
+        if rows >= CACHE_BELOW_ROWS or fast_int8_rows(rows):
             return None
         cached = self.__dict__.get("_cf")
         if cached is None or cached[0] is not self.codes:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from frugal.nn.modules import QuantMixin
-from frugal.nn.native import int8_gemm_backend, int8_matmul, quantize_rows
+from frugal.nn.native import fast_int8_rows, int8_matmul, quantize_rows
 from frugal.nn.wide_linear import wide_linear
 from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
@@ -84,8 +84,8 @@ class LeanDecoder:
     k/v projections into single matrices)."""
 
     max_candidates = 4096  # screened tokens re-checked in fp32 before the full product wins
-    # screen the vocabulary in int8 (None: where this CPU's int8 GEMM beats fp32, see
-    # frugal.nn.native.int8_gemm_backend; the argmax is exact either way)
+    # screen the vocabulary in int8 (None: where this CPU multiplies the step's rows in int8
+    # faster than fp32, see frugal.nn.native.fast_int8_rows; the argmax is exact either way)
     screen: bool | None = None
 
     def __init__(
@@ -254,7 +254,8 @@ class LeanDecoder:
         its own e of the fp32 one (`screen_logits`), so only tokens whose upper bound reaches
         the best lower bound can be the maximum; their fp32 logits are computed exactly. Falls
         back to the full fp32 product when the screen keeps too many or the weights are not
-        float32, or when this CPU's int8 GEMM is slower than fp32 (`screen`).
+        float32, or when this CPU has no int8 product faster than fp32 for the step's rows
+        (`screen`; torch's int8 GEMM or the few-row kernel, frugal.nn.int8_rows).
         `bias` is (V,) or one row per input (B, V)."""
         return self._screened_max(h, bias)[0]
 
@@ -267,7 +268,8 @@ class LeanDecoder:
         computed (bias added either way)."""
         rows = self.proj.shape[0] if rows is None else rows
         bias = bias[..., :rows]
-        screen = int8_gemm_backend() == "native" if self.screen is None else self.screen
+        # the screen multiplies two int8 planes of each row of h
+        screen = fast_int8_rows(2 * h.shape[0]) if self.screen is None else self.screen
         if not screen or self.proj.dtype != torch.float32 or h.dtype != torch.float32:
             return self._exact_max(h, bias, rows)
         approx, e = self.screen_logits(h, rows)
