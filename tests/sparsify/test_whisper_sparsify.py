@@ -202,8 +202,8 @@ def test_a_guard_that_fires_gives_the_dense_transcript(tiny_en, builtin):
 
 
 def test_guard_catches_a_looping_setting_and_is_counted(tiny_en, builtin):
-    # two 20-30 s clips: the guard fires on both (WER 98.8% bare, 13.0% guarded = dense)
-    data = join_utterances(builtin[:40], 20.0, 30.0).take(2)
+    # a 20-30 s clip: the guard fires on it (bare, 90% of the speech dropped, it loops)
+    data = join_utterances(builtin[:40], 20.0, 30.0).take(1)
     cfg = SparsifyConfig(0, 0.9, guard=False)
     bare = evaluate(tiny_en, data, warmup=0, progress=False, nll=False, encoder=sparse_encoder(cfg))
     cfg = SparsifyConfig(0, 0.9)
@@ -428,7 +428,7 @@ def test_cli_sparsify_search_on_both_strata(tmp_path, builtin):
 def test_word_timestamps_of_sparsified_windows_keep_real_times(tiny_en, builtin):
     """Alignment needs every frame: a sparsified window is aligned on the dense states, so its
     words get the times the dense model gives them (kept-frame indices would not be times)."""
-    audio = join_utterances(builtin[:30], 45.0)[0].load()
+    audio = join_utterances(builtin[:30], 36.0)[0].load()  # two windows
     opts = DecodeOptions(
         timestamps=True, long_form=LongFormOptions(mode="sequential", word_timestamps=True)
     )
@@ -437,7 +437,7 @@ def test_word_timestamps_of_sparsified_windows_keep_real_times(tiny_en, builtin)
     res = sparse.transcribe([audio])[0]
     words = [w for g in dense.segments for w in g.words]
     ours = [w for g in res.segments for w in g.words]
-    assert abs(len(ours) - len(words)) <= 3 and ours[-1].end > 40.0
+    assert abs(len(ours) - len(words)) <= 3 and ours[-1].end > 32.0
     by_word = {}
     for w in words:
         by_word.setdefault(w.word, []).append(w.start)

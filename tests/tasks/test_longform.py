@@ -177,12 +177,21 @@ def minute_alone(tiny_en, minute):
     return Transcriber(tiny_en).transcribe([a for *_, a in minute[1]])
 
 
+@pytest.fixture(scope="module")
+def minute_sequential(tiny_en, minute):
+    """The minute decoded with the default options (sequential long-form)."""
+    return Transcriber(tiny_en).transcribe([minute[0]])[0]
+
+
 @pytest.mark.parametrize("mode", ["sequential", "batched", "chunks"])
-def test_a_minute_of_speech_loses_no_sentence(tiny_en, minute, minute_alone, mode):
+def test_a_minute_of_speech_loses_no_sentence(tiny_en, minute, minute_alone, mode, request):
     audio, spans = minute
     assert len(audio) / SR > 60
-    opts = DecodeOptions(long_form=LongFormOptions(mode=mode))
-    res = Transcriber(tiny_en, opts).transcribe([audio])[0]
+    if mode == "sequential":
+        res = request.getfixturevalue("minute_sequential")
+    else:
+        opts = DecodeOptions(long_form=LongFormOptions(mode=mode))
+        res = Transcriber(tiny_en, opts).transcribe([audio])[0]
     assert res.decoding == mode and res.windows >= 2
     assert_no_sentence_lost(tiny_en, res, spans, minute_alone)
     starts = [g.start for g in res.segments]
@@ -195,9 +204,8 @@ def test_a_minute_of_speech_loses_no_sentence(tiny_en, minute, minute_alone, mod
     assert max(gaps) < 1.5 and res.segments[0].start < 1.0
 
 
-def test_timestamped_tokens_follow_the_rules(tiny_en, minute):
-    audio, _ = minute
-    res = Transcriber(tiny_en).transcribe([audio])[0]
+def test_timestamped_tokens_follow_the_rules(tiny_en, minute_sequential):
+    res = minute_sequential
     tb = tiny_en.token_ids["timestamp_begin"]
     for g in res.segments:
         stamps = [t - tb for t in g.tokens if t >= tb]
@@ -205,12 +213,12 @@ def test_timestamped_tokens_follow_the_rules(tiny_en, minute):
         assert len(stamps) == 2 and stamps[0] < stamps[1] <= 1500  # within the window
 
 
-def test_batches_give_the_same_segments_as_one_by_one(tiny_en, minute, builtin):
+def test_batches_give_the_same_segments_as_one_by_one(tiny_en, minute, minute_sequential, builtin):
     audio, _ = minute
     other, _ = recording(builtin, range(5, 60, 10))
-    tr = Transcriber(tiny_en, DecodeOptions(batch_size=4))
+    tr = Transcriber(tiny_en)  # the options minute_sequential was decoded with
     together = tr.transcribe([audio, other])
-    alone = [tr.transcribe([a])[0] for a in (audio, other)]
+    alone = [minute_sequential, tr.transcribe([other])[0]]
     for x, y in zip(together, alone, strict=True):
         assert [(g.start, g.end, g.text) for g in x.segments] == [
             (g.start, g.end, g.text) for g in y.segments
@@ -218,7 +226,7 @@ def test_batches_give_the_same_segments_as_one_by_one(tiny_en, minute, builtin):
 
 
 def test_forced_fallback_on_real_windows_is_seeded_and_counted(tiny_en, builtin):
-    audio, _ = recording(builtin, range(3, 30, 6))
+    audio, _ = recording(builtin, range(3, 12, 6))  # two utterances: one window
     lf = LongFormOptions(compression_ratio_threshold=0.1, temperatures=(0.0, 0.5, 1.0))
     tr = Transcriber(tiny_en, DecodeOptions(timestamps=True, long_form=lf))
     first, again = tr.transcribe([audio])[0], tr.transcribe([audio])[0]

@@ -112,8 +112,8 @@ def few_rows_timings() -> tuple[float, float]:
     from frugal.nn import int8_rows
 
     g = torch.Generator().manual_seed(2)
-    q = torch.randint(-127, 128, (2, 384), generator=g).to(torch.int8)
-    codes = torch.randint(-127, 128, (16384, 384), generator=g).to(torch.int8)
+    q = torch.randint(-127, 128, (2, 384), generator=g, dtype=torch.int8)
+    codes = torch.randint(-127, 128, (16384, 384), generator=g, dtype=torch.int8)
     cf = codes.float() if int8_gemm_backend() == "emulated" else None
     gemm = best_ms(lambda: _int8_gemm(q, codes, cf))
     if not int8_rows.available():
@@ -126,7 +126,8 @@ def few_rows_timings() -> tuple[float, float]:
 
 def few_rows_backend() -> str:
     """ "kernel" (frugal.nn.int8_rows) where it beats the int8 GEMM path for a decoding
-    step's few rows on this CPU, else "gemm"; FRUGAL_INT8_FEW_ROWS overrides."""
+    step's few rows on this CPU, else "gemm"; FRUGAL_INT8_FEW_ROWS overrides. Consulted only
+    where the GEMM path is emulated (torch._int_mm slow here): the probe loads numba."""
     forced = os.environ.get(FEW_ROWS_ENV, "auto")
     if forced not in ("auto", "kernel", "gemm"):
         raise ValueError(f"{FEW_ROWS_ENV}={forced!r}: choose auto, kernel or gemm")
@@ -147,10 +148,15 @@ def fast_int8_rows(rows: int) -> bool:
 
 def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None = None):
     """q (M, K) int8 times codes (N, K) int8 transposed: the exact int32 products (M, N), on
-    the few-row kernel for M <= FEW_ROWS where it is faster (`few_rows_backend`), else on the
-    GEMM backend `int8_gemm_backend` picks. `codes_float` is codes as float (a cached copy the
-    emulated path reuses instead of converting every call)."""
-    if q.shape[0] <= FEW_ROWS and few_rows_backend() == "kernel":
+    the few-row kernel for M <= FEW_ROWS where the GEMM backend is emulated and the kernel is
+    faster (`few_rows_backend`), else on the GEMM backend `int8_gemm_backend` picks.
+    `codes_float` is codes as float (a cached copy the emulated path reuses instead of
+    converting every call)."""
+    if (
+        q.shape[0] <= FEW_ROWS
+        and int8_gemm_backend() == "emulated"
+        and few_rows_backend() == "kernel"
+    ):
         from frugal.nn.int8_rows import int8_rows_matmul
 
         return int8_rows_matmul(q, codes)

@@ -77,6 +77,10 @@ def _ln(norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
     return norm.weight.detach(), norm.bias.detach()
 
 
+# rows of the vocabulary quantized at a time for the screen
+SETUP_ROWS = 4096
+
+
 class LeanDecoder:
     """Greedy decoding over a fixed snapshot of a Whisper decoder's weights.
 
@@ -206,12 +210,16 @@ class LeanDecoder:
     def _screen_setup(self) -> None:
         """int8 copy of the output projection (one fp16 scale per row) and, per vocabulary
         row, the norms the screen's error bound needs."""
-        w = self.proj.float()
-        self.proj_q, scale = quantize_rows(w)
-        self.proj_scale = scale[:, 0]
-        wq = self.proj_q.float() * scale
-        self.row_err = (w - wq).norm(dim=-1)  # ||w_j - ŵ_j||
-        self.row_norm = torch.maximum(w.norm(dim=-1), wq.norm(dim=-1))
+        codes, scales, errs, norms = [], [], [], []
+        for w in self.proj.float().split(SETUP_ROWS):  # float temporaries of a slice at a time
+            q, scale = quantize_rows(w)
+            wq = q.float() * scale
+            codes.append(q)
+            scales.append(scale[:, 0])
+            errs.append((w - wq).norm(dim=-1))  # ||w_j - ŵ_j||
+            norms.append(torch.maximum(w.norm(dim=-1), wq.norm(dim=-1)))
+        self.proj_q, self.proj_scale = torch.cat(codes), torch.cat(scales)
+        self.row_err, self.row_norm = torch.cat(errs), torch.cat(norms)
         # summing d products in fp32 errs by at most γ_d = d·u / (1 - d·u) of Σ|h_i w_i|
         d = w.shape[1]
         self.gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
