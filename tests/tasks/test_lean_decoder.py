@@ -113,6 +113,37 @@ def test_screened_argmax_is_exact(tiny_en):
         assert lean.argmax_logits(h[:1], bias).item() == j
 
 
+def test_fused_screen_equals_the_torch_screen(tiny_en, monkeypatch):
+    """The few-row kernel's fused screen (logits, bias, candidates in two passes) gives the
+    same token, exact logit and screened logits as the torch screen, for 1-4 rows, with the
+    suppression bias (V,), per-row biases (B, V) and a row whose every token is masked."""
+    import frugal.tasks.asr.lean_decoder as ld
+    from frugal.nn.native import FEW_ROWS_ENV, INT8_GEMM_ENV
+
+    monkeypatch.setenv(INT8_GEMM_ENV, "emulated")
+    monkeypatch.setenv(FEW_ROWS_ENV, "kernel")
+    lean = LeanDecoder(tiny_en.model)
+    lean.screen = True
+    torch.manual_seed(1)
+    ln = tiny_en.model.model.decoder.layer_norm
+    fused = ld.few_rows_fused
+    with torch.inference_mode():
+        for b in (1, 2, 4):
+            h = ln(torch.randn(b, 384) * 3)
+            rows_bias = lean.suppress_bias.repeat(b, 1)
+            rows_bias[0, 100:] = float("-inf")  # row 0: only the first 100 tokens allowed
+            if b > 1:
+                rows_bias[-1] = float("-inf")  # the last row: nothing allowed
+            for bias in (lean.suppress_bias, rows_bias):
+                got = {}
+                for name, rule in (("fused", fused), ("torch", lambda rows: False)):
+                    monkeypatch.setattr(ld, "few_rows_fused", rule)
+                    got[name] = lean._screened_max(h, bias)
+                assert fused(2 * b)
+                for x, y in zip(got["fused"], got["torch"], strict=True):
+                    assert torch.equal(x, y), (b, bias.dim())
+
+
 def _timestamp_rules(asr):
     from frugal.tasks.asr.timestamps import TimestampRules
 

@@ -146,17 +146,19 @@ def fast_int8_rows(rows: int) -> bool:
     return rows <= FEW_ROWS and few_rows_backend() == "kernel"
 
 
+def few_rows_fused(rows: int) -> bool:
+    """True when `rows` int8 rows (a decoding step's screen planes) go to the few-row kernel,
+    so the vocabulary screen can run fused in it (frugal.nn.int8_rows.screen)."""
+    return rows <= FEW_ROWS and int8_gemm_backend() == "emulated" and few_rows_backend() == "kernel"
+
+
 def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None = None):
     """q (M, K) int8 times codes (N, K) int8 transposed: the exact int32 products (M, N), on
     the few-row kernel for M <= FEW_ROWS where the GEMM backend is emulated and the kernel is
     faster (`few_rows_backend`), else on the GEMM backend `int8_gemm_backend` picks.
     `codes_float` is codes as float (a cached copy the emulated path reuses instead of
     converting every call)."""
-    if (
-        q.shape[0] <= FEW_ROWS
-        and int8_gemm_backend() == "emulated"
-        and few_rows_backend() == "kernel"
-    ):
+    if few_rows_fused(q.shape[0]):
         from frugal.nn.int8_rows import int8_rows_matmul
 
         return int8_rows_matmul(q, codes)

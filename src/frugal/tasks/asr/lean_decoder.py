@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from frugal.nn.modules import QuantMixin
-from frugal.nn.native import fast_int8_rows, int8_matmul, quantize_rows
+from frugal.nn.native import fast_int8_rows, few_rows_fused, int8_matmul, quantize_rows
 from frugal.nn.wide_linear import wide_linear
 from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
@@ -237,11 +237,18 @@ class LeanDecoder:
         if not hasattr(self, "proj_q"):
             self._screen_setup()
         b = h.shape[0]
+        q1, s1, q2, s2, alpha, hn = self._screen_planes(h)
+        acc = int8_matmul(torch.cat([q1, q2]), self.proj_q[:rows]).float()
+        approx = acc[:b].mul_(s1).add_(acc[b:].mul_(s2)).mul_(self.proj_scale[:rows])
+        e = torch.outer(alpha, self.row_norm[:rows]).add_(torch.outer(hn, self.row_err[:rows]))
+        return approx, e
+
+    def _screen_planes(self, h: torch.Tensor):
+        """h's two int8 planes (codes, scales) and the per-row factors of the screen's bound
+        (see `screen_logits`): alpha and ||ĥ||."""
         q1, s1 = quantize_rows(h)
         h1 = q1.float() * s1
         q2, s2 = quantize_rows(h - h1)
-        acc = int8_matmul(torch.cat([q1, q2]), self.proj_q[:rows]).float()
-        approx = acc[:b].mul_(s1).add_(acc[b:].mul_(s2)).mul_(self.proj_scale[:rows])
         h2 = q2.float() * s2
         hhat = h1 + h2
         alpha = (
@@ -249,10 +256,25 @@ class LeanDecoder:
             + self.gamma * h.norm(dim=-1)
             + 2.0**-21 * (h1.norm(dim=-1) + h2.norm(dim=-1))
         )
-        e = torch.outer(alpha, self.row_norm[:rows]).add_(
-            torch.outer(hhat.norm(dim=-1), self.row_err[:rows])
-        )
-        return approx, e
+        return q1, s1, q2, s2, alpha, hhat.norm(dim=-1)
+
+    def _fused_screen(
+        self, h: torch.Tensor, bias: torch.Tensor, rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`screen_logits`, the bias and the candidate search of `_screened_max` in one
+        kernel pass over the int8 projection and one over the logits (frugal.nn.int8_rows):
+        the same screened logits; each bound is taken per token (2^-23 of |logit| + e for the
+        bias's roundings) rather than from the row's largest logit."""
+        from frugal.nn.int8_rows import screen
+
+        if not hasattr(self, "proj_q"):
+            self._screen_setup()
+        q1, s1, q2, s2, alpha, hn = self._screen_planes(h)
+        return screen(
+            torch.cat([q1, q2]), self.proj_q[:rows], s1[:, 0], s2[:, 0],
+            self.proj_scale[:rows], alpha, hn, self.row_norm[:rows], self.row_err[:rows],
+            bias,
+        )  # fmt: skip
 
     def argmax_logits(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """argmax_j (h·w_j + bias_j) for each row of h (B, d), exactly as the fp32 product.
@@ -280,17 +302,23 @@ class LeanDecoder:
         screen = fast_int8_rows(2 * h.shape[0]) if self.screen is None else self.screen
         if not screen or self.proj.dtype != torch.float32 or h.dtype != torch.float32:
             return self._exact_max(h, bias, rows)
-        approx, e = self.screen_logits(h, rows)
-        approx.add_(bias)
-        top = approx.amax(-1)
-        live = top > float("-inf")  # rows whose every token is masked have no maximum
-        if not bool(torch.isfinite(top[live]).all()):
-            return self._exact_max(h, bias, rows)
-        # adding the bias rounds too: allow 2^-23 of the largest magnitude involved
-        e.add_(2.0**-23 * (top.abs()[:, None] + e))
-        floor = (approx - e).amax(-1)  # the maximum's fp32 logit is at least this
-        near = (approx + e)[live] >= floor[live][:, None]
-        cand = near.any(0).nonzero()[:, 0]
+        if few_rows_fused(2 * h.shape[0]):
+            approx, top, cand = self._fused_screen(h, bias, rows)
+            live = top > float("-inf")  # rows whose every token is masked have no maximum
+            if not bool(torch.isfinite(top[live]).all()):
+                return self._exact_max(h, bias, rows)
+        else:
+            approx, e = self.screen_logits(h, rows)
+            approx.add_(bias)
+            top = approx.amax(-1)
+            live = top > float("-inf")
+            if not bool(torch.isfinite(top[live]).all()):
+                return self._exact_max(h, bias, rows)
+            # adding the bias rounds too: allow 2^-23 of the largest magnitude involved
+            e.add_(2.0**-23 * (top.abs()[:, None] + e))
+            floor = (approx - e).amax(-1)  # the maximum's fp32 logit is at least this
+            near = (approx + e)[live] >= floor[live][:, None]
+            cand = near.any(0).nonzero()[:, 0]
         if cand.numel() > self.max_candidates:
             return self._exact_max(h, bias, rows)
         if cand.numel() == 0:  # every row fully masked
