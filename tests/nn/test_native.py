@@ -145,23 +145,23 @@ def test_int8_linear_is_bit_identical_on_every_path(monkeypatch, rows):
         assert torch.equal(out, outs[0])
 
 
-def test_few_row_choice_and_override(monkeypatch):
-    kernel, gemm = few_rows_timings()
-    assert kernel > 0 and gemm > 0
-    monkeypatch.delenv(FEW_ROWS_ENV, raising=False)
-    assert few_rows_backend() == ("kernel" if kernel < gemm else "gemm")
-    monkeypatch.setenv(FEW_ROWS_ENV, "avx2")
-    with pytest.raises(ValueError, match="FRUGAL_INT8_FEW_ROWS='avx2': choose auto, kernel"):
-        few_rows_backend()
-
-
-def test_backend_choice_and_override(monkeypatch):
-    native, fp32 = int8_gemm_timings()
-    assert fp32 > 0 and native > 0
-    monkeypatch.delenv(INT8_GEMM_ENV, raising=False)
-    assert int8_gemm_backend() == ("native" if native < fp32 else "emulated")
-    monkeypatch.setenv(INT8_GEMM_ENV, "vnni")
-    with pytest.raises(
-        ValueError, match="FRUGAL_INT8_GEMM='vnni': choose auto, native or emulated"
-    ):
-        int8_gemm_backend()
+@pytest.mark.parametrize(
+    "env, timings, choose, picks",
+    [
+        (INT8_GEMM_ENV, int8_gemm_timings, int8_gemm_backend, ("native", "emulated")),
+        (FEW_ROWS_ENV, few_rows_timings, few_rows_backend, ("kernel", "gemm")),
+    ],
+)
+def test_kernel_choice_follows_its_timing_and_the_override(
+    env, timings, choose, picks, monkeypatch
+):
+    first, second = timings()
+    assert first > 0 and second > 0
+    monkeypatch.delenv(env, raising=False)
+    assert choose() == (picks[0] if first < second else picks[1])
+    for forced in picks:
+        monkeypatch.setenv(env, forced)
+        assert choose() == forced
+    monkeypatch.setenv(env, "vnni")
+    with pytest.raises(ValueError, match=f"{env}='vnni': choose auto, {picks[0]} or {picks[1]}"):
+        choose()

@@ -3,6 +3,7 @@ this CPU (see frugal.nn.native and frugal.nn.wide_linear)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -18,4 +19,13 @@ def best_ms(fn: Callable[[], object], repeats: int = 3) -> float:
     return min(times) * 1e3
 
 
-__all__ = ["best_ms"]
+def forced_choice(env: str, choices: tuple[str, str]) -> str | None:
+    """The kernel choice the environment variable `env` forces (one of `choices`), or None
+    for "auto" or unset; anything else is a one-line error naming the choices."""
+    forced = os.environ.get(env, "auto")
+    if forced not in ("auto", *choices):
+        raise ValueError(f"{env}={forced!r}: choose auto, {choices[0]} or {choices[1]}")
+    return None if forced == "auto" else forced
+
+
+__all__ = ["best_ms", "forced_choice"]

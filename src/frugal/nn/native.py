@@ -25,7 +25,6 @@ overrides): on that Zen 3, 2 rows × 16384 × 384 in 1.4 ms against 9.3 ms emula
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from torch import nn
@@ -33,7 +32,7 @@ from torch import nn
 from frugal.formats import get_format
 from frugal.formats.integer import IntFormat, _fp16_scale
 from frugal.formats.packing import Packed, group_codes, pack
-from frugal.nn.kernel_timing import best_ms
+from frugal.nn.kernel_timing import best_ms, forced_choice
 
 INT8_KERNEL = "int8 GEMM (torch._int_mm, or exact in fp32 where it is slow), int8 inputs per row"
 
@@ -88,10 +87,8 @@ def int8_gemm_timings() -> tuple[float, float]:
 def int8_gemm_backend() -> str:
     """ "native" (torch._int_mm) where it beats fp32 on this CPU, else "emulated" (the same
     integer products in fp32 GEMMs, `int8_matmul`); FRUGAL_INT8_GEMM overrides."""
-    forced = os.environ.get(INT8_GEMM_ENV, "auto")
-    if forced not in ("auto", "native", "emulated"):
-        raise ValueError(f"{INT8_GEMM_ENV}={forced!r}: choose auto, native or emulated")
-    if forced != "auto":
+    forced = forced_choice(INT8_GEMM_ENV, ("native", "emulated"))
+    if forced:
         return forced
     native, fp32 = int8_gemm_timings()
     return "native" if native < fp32 else "emulated"
@@ -128,10 +125,8 @@ def few_rows_backend() -> str:
     """ "kernel" (frugal.nn.int8_rows) where it beats the int8 GEMM path for a decoding
     step's few rows on this CPU, else "gemm"; FRUGAL_INT8_FEW_ROWS overrides. Consulted only
     where the GEMM path is emulated (torch._int_mm slow here): the probe loads numba."""
-    forced = os.environ.get(FEW_ROWS_ENV, "auto")
-    if forced not in ("auto", "kernel", "gemm"):
-        raise ValueError(f"{FEW_ROWS_ENV}={forced!r}: choose auto, kernel or gemm")
-    if forced != "auto":
+    forced = forced_choice(FEW_ROWS_ENV, ("kernel", "gemm"))
+    if forced:
         return forced
     kernel, gemm = few_rows_timings()
     return "kernel" if kernel < gemm else "gemm"

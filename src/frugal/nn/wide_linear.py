@@ -18,12 +18,10 @@ stays as stored."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
-from frugal.nn.kernel_timing import best_ms
+from frugal.nn.kernel_timing import best_ms, forced_choice
 
 WIDE_GEMM_ENV = "FRUGAL_WIDE_GEMM"
 # below this many output rows the choice is not worth a probe (decoder layers are ≤ 1536)
@@ -60,10 +58,8 @@ def wide_gemm_form(w: torch.Tensor) -> str:
     """ "transposed" where `(w @ hᵀ)ᵀ` beats `F.linear(h, w)` on this CPU for w's shape (timed
     once per shape and process), else "linear"; FRUGAL_WIDE_GEMM overrides. Small or non-CPU
     weights: "linear"."""
-    forced = os.environ.get(WIDE_GEMM_ENV, "auto")
-    if forced not in ("auto", "linear", "transposed"):
-        raise ValueError(f"{WIDE_GEMM_ENV}={forced!r}: choose auto, linear or transposed")
-    if forced != "auto":
+    forced = forced_choice(WIDE_GEMM_ENV, ("linear", "transposed"))
+    if forced:
         return forced
     if w.device.type != "cpu" or w.dim() != 2 or w.shape[0] < WIDE_ROWS:
         return "linear"
