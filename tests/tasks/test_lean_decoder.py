@@ -126,7 +126,7 @@ def test_fused_screen_equals_the_torch_screen(tiny_en, monkeypatch):
     lean.screen = True
     torch.manual_seed(1)
     ln = tiny_en.model.model.decoder.layer_norm
-    fused = ld.few_rows_fused
+    fused = ld.few_rows_kernel
     with torch.inference_mode():
         for b in (1, 2, 4):
             h = ln(torch.randn(b, 384) * 3)
@@ -137,7 +137,7 @@ def test_fused_screen_equals_the_torch_screen(tiny_en, monkeypatch):
             for bias in (lean.suppress_bias, rows_bias):
                 got = {}
                 for name, rule in (("fused", fused), ("torch", lambda rows: False)):
-                    monkeypatch.setattr(ld, "few_rows_fused", rule)
+                    monkeypatch.setattr(ld, "few_rows_kernel", rule)
                     got[name] = lean._screened_max(h, bias)
                 assert fused(2 * b)
                 for x, y in zip(got["fused"], got["torch"], strict=True):

@@ -70,8 +70,8 @@ if njit is not None:
             floor = -np.inf
             for n in range(n_):
                 v = approx[b, n]
-                if not v < np.inf:  # NaN or +inf: the caller computes the full product
-                    top[b] = np.nan
+                if not v < np.inf:  # NaN or +inf, as torch's amax gives it back
+                    top[b] = v
                     break
                 top[b] = max(top[b], v)
                 floor = max(floor, v - err[b, n])
@@ -99,6 +99,7 @@ def screen(
     `LeanDecoder.screen_logits` for the bound. The codes are split over torch's threads."""
     from frugal.formats.fastpath import run_split
 
+    _check(q, codes)
     rows, n_ = s1.shape[0], codes.shape[0]
     f32 = [t.float().contiguous().numpy() for t in (s1, s2, pscale, alpha, hn, rnorm, rerr)]
     b = bias.float().reshape(-1, n_).numpy()
@@ -118,6 +119,13 @@ def screen(
     return torch.from_numpy(approx), torch.from_numpy(top), torch.from_numpy(np.nonzero(near)[0])
 
 
+def _check(q: torch.Tensor, codes: torch.Tensor) -> None:
+    if njit is None:
+        raise RuntimeError("the few-row int8 kernel needs numba")
+    if q.shape[1] != codes.shape[1] or q.shape[1] >= MAX_TERMS:
+        raise ValueError(f"int8 rows: shapes {tuple(q.shape)} and {tuple(codes.shape)}")
+
+
 def available() -> bool:
     """True when numba is importable (the kernel compiles on first use)."""
     return njit is not None
@@ -128,10 +136,7 @@ def int8_rows_matmul(q: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     the N rows of codes split over torch's threads."""
     from frugal.formats.fastpath import run_split
 
-    if njit is None:
-        raise RuntimeError("the few-row int8 kernel needs numba")
-    if q.shape[1] != codes.shape[1] or q.shape[1] >= MAX_TERMS:
-        raise ValueError(f"int8 rows: shapes {tuple(q.shape)} and {tuple(codes.shape)}")
+    _check(q, codes)
     q16 = q.to(torch.int16).numpy()
     c = codes.contiguous().numpy()
     out = np.empty((q.shape[0], codes.shape[0]), np.int32)

@@ -132,19 +132,18 @@ def few_rows_backend() -> str:
     return "kernel" if kernel < gemm else "gemm"
 
 
+def few_rows_kernel(rows: int) -> bool:
+    """True when an int8 product of `rows` input rows goes to the few-row kernel here (the
+    GEMM backend is emulated and the kernel beat it); the vocabulary screen then runs fused
+    in it (frugal.nn.int8_rows.screen)."""
+    return rows <= FEW_ROWS and int8_gemm_backend() == "emulated" and few_rows_backend() == "kernel"
+
+
 def fast_int8_rows(rows: int) -> bool:
     """True when an int8 product of `rows` input rows runs on a kernel that reads int8
     weights here (torch's int8 GEMM where it is fast, or the few-row kernel): then a weight
     read as int8 costs a quarter of its float32 bytes."""
-    if int8_gemm_backend() == "native":
-        return True
-    return rows <= FEW_ROWS and few_rows_backend() == "kernel"
-
-
-def few_rows_fused(rows: int) -> bool:
-    """True when `rows` int8 rows (a decoding step's screen planes) go to the few-row kernel,
-    so the vocabulary screen can run fused in it (frugal.nn.int8_rows.screen)."""
-    return rows <= FEW_ROWS and int8_gemm_backend() == "emulated" and few_rows_backend() == "kernel"
+    return int8_gemm_backend() == "native" or few_rows_kernel(rows)
 
 
 def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor | None = None):
@@ -153,7 +152,7 @@ def int8_matmul(q: torch.Tensor, codes: torch.Tensor, codes_float: torch.Tensor 
     faster (`few_rows_backend`), else on the GEMM backend `int8_gemm_backend` picks.
     `codes_float` is codes as float (a cached copy the emulated path reuses instead of
     converting every call)."""
-    if few_rows_fused(q.shape[0]):
+    if few_rows_kernel(q.shape[0]):
         from frugal.nn.int8_rows import int8_rows_matmul
 
         return int8_rows_matmul(q, codes)

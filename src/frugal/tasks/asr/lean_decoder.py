@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from frugal.nn.modules import QuantMixin
-from frugal.nn.native import fast_int8_rows, few_rows_fused, int8_matmul, quantize_rows
+from frugal.nn.native import fast_int8_rows, few_rows_kernel, int8_matmul, quantize_rows
 from frugal.nn.wide_linear import wide_linear
 from frugal.tasks.asr.states import frame_mask
 from frugal.tasks.asr.timestamps import TimestampRules
@@ -302,7 +302,7 @@ class LeanDecoder:
         screen = fast_int8_rows(2 * h.shape[0]) if self.screen is None else self.screen
         if not screen or self.proj.dtype != torch.float32 or h.dtype != torch.float32:
             return self._exact_max(h, bias, rows)
-        if few_rows_fused(2 * h.shape[0]):
+        if few_rows_kernel(2 * h.shape[0]):
             approx, top, cand = self._fused_screen(h, bias, rows)
             live = top > float("-inf")  # rows whose every token is masked have no maximum
             if not bool(torch.isfinite(top[live]).all()):
