@@ -140,8 +140,18 @@ def test_fused_screen_equals_the_torch_screen(tiny_en, monkeypatch):
                     monkeypatch.setattr(ld, "few_rows_kernel", rule)
                     got[name] = lean._screened_max(h, bias)
                 assert fused(2 * b)
-                for x, y in zip(got["fused"], got["torch"], strict=True):
-                    assert torch.equal(x, y), (b, bias.dim())
+                (tok_f, val_f, approx_f), (tok_t, val_t, approx_t) = got["fused"], got["torch"]
+                assert torch.equal(tok_f, tok_t) and torch.equal(approx_f, approx_t)
+                # the exact logits come from F.linear over each path's candidates, which BLAS
+                # may sum in another order: both within the fp32 bound of the same product
+                live = val_t > float("-inf")
+                w = lean.proj[tok_t[live]]
+                rows = bias.expand(b, -1)[live].gather(1, tok_t[live, None])[:, 0]
+                ref = (h[live].double() * w.double()).sum(-1) + rows.double()
+                allow = 2 * matmul_bound(h[live, None, :], w[:, :, None], rows[:, None, None])
+                for val in (val_f, val_t):
+                    assert torch.equal(val[~live], val_t[~live])
+                    assert ((val[live].double() - ref).abs() <= allow[:, 0, 0]).all()
 
 
 def _timestamp_rules(asr):
