@@ -234,8 +234,6 @@ class LeanDecoder:
         product errs by at most γ_d·||h||·||w_j||, and the int32 → float32 scaling by
         2^-21·(||ĥ₁|| + ||ĥ₂||)·||ŵ_j||; e sums the three (||w_j|| read as
         max(||w_j||, ||ŵ_j||))."""
-        if not hasattr(self, "proj_q"):
-            self._screen_setup()
         b = h.shape[0]
         q1, s1, q2, s2, alpha, hn = self._screen_planes(h)
         acc = int8_matmul(torch.cat([q1, q2]), self.proj_q[:rows]).float()
@@ -245,7 +243,9 @@ class LeanDecoder:
 
     def _screen_planes(self, h: torch.Tensor):
         """h's two int8 planes (codes, scales) and the per-row factors of the screen's bound
-        (see `screen_logits`): alpha and ||ĥ||."""
+        (see `screen_logits`): alpha and ||ĥ||. Builds the int8 projection on first use."""
+        if not hasattr(self, "proj_q"):
+            self._screen_setup()
         q1, s1 = quantize_rows(h)
         h1 = q1.float() * s1
         q2, s2 = quantize_rows(h - h1)
@@ -267,8 +267,6 @@ class LeanDecoder:
         bias's roundings) rather than from the row's largest logit."""
         from frugal.nn.int8_rows import screen
 
-        if not hasattr(self, "proj_q"):
-            self._screen_setup()
         q1, s1, q2, s2, alpha, hn = self._screen_planes(h)
         return screen(
             torch.cat([q1, q2]), self.proj_q[:rows], s1[:, 0], s2[:, 0],
