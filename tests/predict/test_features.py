@@ -12,13 +12,16 @@ from torch import nn
 from frugal.nn.batches import Batch, mean_nll
 from frugal.predict.features import (
     FeatureConfig,
+    InputGram,
     format_descriptors,
     format_features,
     hutchinson_traces,
     model_features,
     outlier_stats,
     perturbed,
+    probe_inputs,
 )
+from frugal.quantize import input_hessians
 from frugal.tasks.lm import calibration_windows
 from frugal.tasks.subjects import Subject
 from tests.lm_helpers import text_tokens, trained_llama
@@ -137,3 +140,26 @@ def test_cheap_mode_computes_only_the_cheap_features(subject):
     ff = format_features(subject, "int4_g128", state, cfg)
     names = (set(mf) - {"params"}) | set(ff) | {"method_gptq"}  # raw count: log10 is used
     assert names == set(CHEAP_FEATURES)
+
+
+@pytest.mark.parametrize("rows", [5, 40])  # fewer rows than columns: kept as the inputs
+def test_input_gram_energy_equals_the_hessian_quadratic_form(rows):
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(rows, 16, generator=g), torch.randn(6, 16, generator=g)
+    gram = InputGram.of(x)
+    assert (gram.factor is not None) == (rows < 16)
+    exact = (2.0 / rows) * ((x.double() @ w.double().t()) ** 2).sum().item()
+    # both forms sum a few hundred float32 products of O(1) terms: far inside 1e-4 relative
+    assert gram.energy(w) == pytest.approx(exact, rel=1e-4)
+
+
+def test_probe_inputs_agree_with_the_input_hessians_and_share_one_per_input(subject):
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+             "model.layers.0.mlp.down_proj"]  # fmt: skip
+    grams = probe_inputs(subject.model, subject.probe, names)
+    hess = input_hessians(subject.model, subject.probe, names)
+    assert grams[names[0]] is grams[names[1]]  # q and k read the same tensor
+    for n in names:
+        w = subject.model.get_submodule(n).weight.detach()
+        ref = torch.einsum("ij,jk,ik->", w.double(), hess[n].double(), w.double()).item()
+        assert grams[n].energy(w) == pytest.approx(ref, rel=1e-4)

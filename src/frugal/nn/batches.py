@@ -59,6 +59,31 @@ def mean_nll(model: nn.Module, batches: Iterable[Batch]) -> float:
     return total / count
 
 
+@torch.no_grad()
+def split_nll(model: nn.Module, batches: Sequence[Batch]) -> tuple[float, float, float]:
+    """NLL per target token (nats) over all batches, and over each of two disjoint halves
+    of their examples (the first examples holding about half the tokens, and the rest):
+    their disagreement is the sampling noise of an evaluation on this much data."""
+    sums: list[tuple[float, int]] = []  # per example: summed NLL, scored tokens
+    for b in batches:
+        out = logits(model, b).float()
+        per = F.cross_entropy(
+            out.reshape(-1, out.shape[-1]), b.target.reshape(-1), ignore_index=IGNORE,
+            reduction="none",
+        ).view(b.target.shape)  # fmt: skip
+        counts = (b.target != IGNORE).sum(1)
+        sums += [(float(x), int(n)) for x, n in zip(per.sum(1), counts, strict=True) if n]
+    total = sum(n for _, n in sums)
+    if len(sums) < 2:
+        raise ValueError("need at least two examples with target tokens to split")
+    cut, seen = 1, sums[0][1]
+    while cut < len(sums) - 1 and seen + sums[cut][1] <= total / 2:
+        seen += sums[cut][1]
+        cut += 1
+    a, b = (sum(x for x, _ in p) / sum(n for _, n in p) for p in (sums[:cut], sums[cut:]))
+    return sum(x for x, _ in sums) / total, a, b
+
+
 def count_examples(batches: Sequence[Batch]) -> int:
     return sum(b.examples for b in batches)
 
@@ -72,4 +97,4 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-__all__ = ["IGNORE", "Batch", "batch_nll", "count_examples", "logits", "mean_nll", "pad_rows"]
+__all__ = ["IGNORE", "Batch", "batch_nll", "count_examples", "logits", "mean_nll", "pad_rows", "split_nll"]

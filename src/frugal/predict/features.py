@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -18,7 +18,6 @@ from torch import nn
 from frugal.formats import get_format
 from frugal.nn import matching_linears
 from frugal.nn.batches import batch_nll, mean_nll
-from frugal.quantize.local import input_hessians
 from frugal.tasks.subjects import Subject
 
 
@@ -50,13 +49,73 @@ class Feature:
 
 
 @dataclass
+class InputGram:
+    """H = 2/n·XᵀX of the n probe inputs X one Linear sees, kept as the scaled inputs
+    √(2/n)·X when they are fewer rows than H (a few hundred probe tokens against a wide
+    layer's columns² floats: 321 MB per 8960-wide layer), else as H."""
+
+    factor: torch.Tensor | None = None
+    matrix: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> InputGram:
+        n, d = x.shape
+        if n < d:
+            return cls(factor=x * math.sqrt(2.0 / n))
+        return cls(matrix=(x.t() @ x) * (2.0 / n))
+
+    def energy(self, w: torch.Tensor) -> float:
+        """tr(W H Wᵀ): the summed squared output of W over the probe inputs, × 2/n."""
+        if self.factor is not None:
+            return (self.factor @ w.t()).pow(2).sum().item()
+        return torch.einsum("ij,jk,ik->", w, self.matrix, w).item()
+
+
+@torch.no_grad()
+def probe_inputs(model: nn.Module, batches, names: Iterable[str]) -> dict[str, InputGram]:
+    """The input Gram matrix of each named Linear over the probe batches; Linears fed the
+    very same input tensor (q/k/v, gate/up) share one."""
+    rows: dict[str, list[torch.Tensor]] = {}
+    shared: dict[str, str] = {}
+    seen: list[tuple[torch.Tensor, str]] = []
+
+    def hook(name):
+        def fn(_module, args, _out):
+            x = args[0]
+            for t, first in seen:
+                if t is x:
+                    shared[name] = first
+                    return
+            seen.append((x, name))
+            rows.setdefault(name, []).append(x.detach().float().reshape(-1, x.shape[-1]))
+
+        return fn
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    try:
+        for b in batches:
+            model(**b.inputs, use_cache=False)
+            seen.clear()
+    finally:
+        for h in handles:
+            h.remove()
+    grams = {n: InputGram.of(torch.cat(r)) for n, r in rows.items()}
+    out = {}
+    for n in names:
+        if n not in grams and n not in shared:
+            raise ValueError(f"no probe input reached {n}")
+        out[n] = grams[n] if n in grams else grams[shared[n]]
+    return out
+
+
+@dataclass
 class ModelState:
     """What per-format features reuse from the per-model pass: the quantized Linears, the
-    probe loss, their input Hessians and Hessian-trace estimates (per element)."""
+    probe loss, their probe inputs' Gram matrices and Hessian-trace estimates (per element)."""
 
     names: list[str]
     probe_nll: float
-    input_h: dict[str, torch.Tensor] = field(default_factory=dict)
+    input_h: dict[str, InputGram] = field(default_factory=dict)
     trace: dict[str, float] = field(default_factory=dict)
 
 
@@ -65,11 +124,15 @@ def _weights(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
 
 
 @contextmanager
-def perturbed(model: nn.Module, deltas: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Add `deltas` to the named modules' weights, restoring the exact originals after."""
+def perturbed(
+    model: nn.Module, deltas: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]
+) -> Iterator[None]:
+    """Add `deltas` to the named modules' weights, restoring the exact originals after;
+    (name, delta) pairs may come from a generator, so only one delta need exist at a time."""
     saved = {}
+    pairs = deltas.items() if isinstance(deltas, Mapping) else deltas
     with torch.no_grad():
-        for n, d in deltas.items():
+        for n, d in pairs:
             w = model.get_submodule(n).weight
             saved[n] = w.detach().clone()
             w.add_(d.to(w.dtype))
@@ -128,7 +191,7 @@ def model_features(
     total = sum(state.trace[n] * ws[n].numel() for n in names)
     feats["hessian_trace_mean"] = Feature(total / n_q, time.perf_counter() - t0)
 
-    state.input_h, dt = _timed(input_hessians, model, subject.probe, names)
+    state.input_h, dt = _timed(probe_inputs, model, subject.probe, names)
     feats["cost_input_hessians"] = Feature(dt, dt)  # a cost, not a predictor input
     return feats, state
 
@@ -222,41 +285,45 @@ def format_descriptors(fmt: str, widths: list[int]) -> dict[str, float]:
 def format_features(
     subject: Subject, fmt: str, state: ModelState, config: FeatureConfig
 ) -> dict[str, Feature]:
-    """Per-(model, format) features from the round-to-nearest noise ΔW = Q(W) − W."""
+    """Per-(model, format) features from the round-to-nearest noise ΔW = Q(W) − W, computed
+    one layer at a time (a 1.5B model's noise for every layer at once would be another copy
+    of its weights)."""
     model = subject.model
     ws = _weights(model, state.names)
-    t0 = time.perf_counter()
     f = get_format(fmt)
-    noise = {n: f.run_qdq(w.detach().float())[0] - w.detach().float() for n, w in ws.items()}
+
+    def noise(n: str) -> torch.Tensor:
+        w = ws[n].detach().float()
+        return f.run_qdq(w)[0] - w
+
+    t0 = time.perf_counter()
+    sig = err = quad = a_sig = a_err = 0.0
+    layer_db = []
+    t_quad = t_act = 0.0
+    for n in state.names:
+        w, d = ws[n].detach().float(), noise(n)
+        s_n, e_n = w.pow(2).sum().item(), d.pow(2).sum().item()
+        sig, err = sig + s_n, err + e_n
+        layer_db.append(_db(s_n, e_n))
+        if config.landscape:
+            t1 = time.perf_counter()
+            quad += 0.5 * state.trace[n] * e_n
+            t2 = time.perf_counter()
+            a_sig += state.input_h[n].energy(w)
+            a_err += state.input_h[n].energy(d)
+            t_quad, t_act = t_quad + t2 - t1, t_act + time.perf_counter() - t2
+    dt = time.perf_counter() - t0 - t_quad - t_act
     desc = format_descriptors(fmt, [w.shape[1] for w in ws.values()])
-    sig = sum(w.detach().float().pow(2).sum().item() for w in ws.values())
-    err = sum(d.pow(2).sum().item() for d in noise.values())
-    layer_db = [
-        _db(ws[n].detach().float().pow(2).sum().item(), noise[n].pow(2).sum().item())
-        for n in state.names
-    ]
-    dt = time.perf_counter() - t0
     feats = {k: Feature(v, 0.0) for k, v in desc.items()}
     feats["sqnr_db"] = Feature(_db(sig, err), dt / 2)
     feats["sqnr_min_db"] = Feature(min(layer_db), dt / 2)
     if not config.landscape:
         return feats
-    t0 = time.perf_counter()
-    quad = 0.5 * sum(state.trace[n] * noise[n].pow(2).sum().item() for n in state.names)
-    feats["quadratic_rise"] = Feature(quad, time.perf_counter() - t0)
-
-    t0 = time.perf_counter()
-    a_sig = a_err = 0.0
-    for n in state.names:
-        h = state.input_h[n]
-        w = ws[n].detach().float()
-        a_sig += torch.einsum("ij,jk,ik->", w, h, w).item()
-        a_err += torch.einsum("ij,jk,ik->", noise[n], h, noise[n]).item()
-    feats["act_sqnr_db"] = Feature(_db(a_sig, a_err), time.perf_counter() - t0)
-
+    feats["quadratic_rise"] = Feature(quad, t_quad)
+    feats["act_sqnr_db"] = Feature(_db(a_sig, a_err), t_act)
     for a in config.alphas:
         t0 = time.perf_counter()
-        with perturbed(model, {n: a * d for n, d in noise.items()}):
+        with perturbed(model, ((n, a * noise(n)) for n in state.names)):
             rise = mean_nll(model, subject.probe) - state.probe_nll
         feats[f"noise_rise_a{a:g}"] = Feature(rise, time.perf_counter() - t0)
     return feats
@@ -272,6 +339,7 @@ def _db(signal: float, noise: float) -> float:
 __all__ = [
     "Feature",
     "FeatureConfig",
+    "InputGram",
     "ModelState",
     "format_descriptors",
     "format_features",
@@ -279,4 +347,5 @@ __all__ = [
     "model_features",
     "outlier_stats",
     "perturbed",
+    "probe_inputs",
 ]

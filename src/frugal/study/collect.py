@@ -15,8 +15,8 @@ from frugal.predict.features import (
     FeatureConfig,
     ModelState,
     format_features,
-    input_hessians,
     model_features,
+    probe_inputs,
 )
 from frugal.quantize import GPTQConfig, check_method, make_recipe, quantize
 from frugal.study.store import FP, StudyDB
@@ -118,7 +118,8 @@ def run_job(job: tuple[str, str, str, str], cfg_dict: dict, db_path: str) -> lis
 
 def _model_job(subject: Subject, cfg: CollectConfig) -> list[tuple]:
     t0 = time.perf_counter()
-    nll, wer = subject.nll(), subject.wer()
+    nll, *halves = subject.nll_halves()
+    wer = subject.wer()
     fp_row = {
         "model": subject.name,
         "format": FP[0],
@@ -130,7 +131,7 @@ def _model_job(subject: Subject, cfg: CollectConfig) -> list[tuple]:
         "params": subject.params,
         "seconds_quantize": 0.0,
         "seconds_eval": time.perf_counter() - t0,
-        "record": {"info": subject.info},
+        "record": {"info": subject.info, "nll_halves": halves},
     }
     out: list[tuple] = [("measurement", fp_row)]
     if cfg.with_features:
@@ -152,7 +153,7 @@ def _state(subject: Subject, db_path: str) -> ModelState:
     if trace is None or "probe_nll" not in feats:
         raise RuntimeError(f"{subject.name}: per-model features are missing")
     state = ModelState(list(trace), feats["probe_nll"][0], trace=trace)
-    state.input_h = input_hessians(subject.model, subject.probe, state.names)
+    state.input_h = probe_inputs(subject.model, subject.probe, state.names)
     _STATES[subject.name] = state
     return state
 
@@ -168,7 +169,8 @@ def measure_row(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> 
     )
     tq = time.perf_counter() - t0
     t0 = time.perf_counter()
-    nll, wer = subject.nll(model), subject.wer(model)
+    nll, *halves = subject.nll_halves(model)
+    wer = subject.wer(model)
     return {
         "model": subject.name,
         "format": fmt,
@@ -183,6 +185,7 @@ def measure_row(subject: Subject, fmt: str, method: str, cfg: CollectConfig) -> 
         "record": {
             "calibration_examples": record["calibration_examples"],
             "quantized_weights": record["quantized_weights"],
+            "nll_halves": halves,
         },
     }
 

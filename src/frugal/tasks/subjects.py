@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from frugal.nn.batches import Batch, mean_nll
+from frugal.nn.batches import Batch, mean_nll, split_nll
 
 
 @dataclass
@@ -60,6 +60,11 @@ class Subject:
     def nll(self, model: nn.Module | None = None) -> float:
         """Held-out NLL (nats per token) of `model` (default: the full-precision one)."""
         return mean_nll(self.model if model is None else model, self.heldout)
+
+    def nll_halves(self, model: nn.Module | None = None) -> tuple[float, float, float]:
+        """Held-out NLL (nats per token) and the same over each of two disjoint halves of the
+        held-out data (one pass): how far the two halves' ΔNLL disagree is the noise floor."""
+        return split_nll(self.model if model is None else model, self.heldout)
 
     def wer(self, model: nn.Module | None = None) -> float | None:
         """Held-out WER in % (speech subjects), else None."""
