@@ -28,7 +28,8 @@ def fake_store(models: int = 3):
             for meth, gain, secs in (("rtn", 1.0, 5.0), ("gptq", 0.3, 15.0)):
                 d = curv * 2.0 ** (-2 * bits) * 100 * gain
                 rows.append({"model": name, "format": f, "method": meth, "nll": 1.0 + d,
-                             "seconds_quantize": secs - 5.0, "seconds_eval": 5.0})  # fmt: skip
+                             "seconds_quantize": secs - 5.0, "seconds_eval": 5.0,
+                             "bits_per_weight": bits, "params": 10**6 * (m + 1)})  # fmt: skip
     return rows, feats
 
 
@@ -57,7 +58,7 @@ def test_report_files_and_groups(tmp_path):
     }  # fmt: skip
     assert abs(sum(saved["importances"].values()) - 1) < 1e-6
     assert all((tmp_path / n).is_file() for n in ("summary.md", "dataset.csv"))
-    assert len(report["files"]) == 2
+    assert len(report["files"]) == 3  # predicted vs measured, importances, ΔNLL vs bits
 
 
 def test_one_feature_baselines_beside_the_learned_predictors(tmp_path):

@@ -186,24 +186,50 @@ def study_collect(
 
 @study_app.command("predict-report")
 def study_predict_report(
-    store: StoreOpt = DEFAULT_STORE,
+    store: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="study store(s) (SQLite); repeat to pool several: a model in more "
+            "than one keeps the first store's rows"
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--out", "-o", help="report folder")] = Path(
         "results/predict/report"
     ),
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="across size: predict this model's rows from smaller models only "
+            "(the precision law is fitted on the first store's other models)"
+        ),
+    ] = None,
+    max_params: Annotated[
+        float | None,
+        typer.Option(
+            help="across size: train on models with at most this many "
+            "parameters (default: every model smaller than --target)"
+        ),
+    ] = None,
     trees: Annotated[int, typer.Option(help="trees of the forests / boosting stages")] = 200,
     seed: int = 0,
 ) -> None:
     """Leave-one-model-out and leave-one-format-out accuracy of every predictor (R²,
-    Spearman, MAE, interval coverage), plots, feature importances and feature costs."""
-    from frugal.predict.report import run_report
+    Spearman, MAE, interval coverage), the noise floor of each model's ΔNLL, plots, feature
+    importances and feature costs; with --target, prediction across model size."""
+    from frugal.predict.report import merge_stores, run_report
     from frugal.study.store import StudyDB
 
-    if not store.is_file():
-        fail(f"{store}: no such study store (run `frugal study collect`)")
-    with StudyDB(store) as db:
-        rows, feats = db.measurements(), db.features()
+    loaded = []
+    for path in store or [DEFAULT_STORE]:
+        if not path.is_file():
+            fail(f"{path}: no such study store (run `frugal study collect`)")
+        with StudyDB(path) as db:
+            loaded.append((db.measurements(), db.features()))
+    rows, feats, first = merge_stores(loaded)
+    if target is not None and target not in first:
+        fail(f"--target {target}: not a model of {(store or [DEFAULT_STORE])[0]}")
     try:
-        report = run_report(rows, feats, output, seed, trees)
+        report = run_report(rows, feats, output, seed, trees, target, first, max_params)
     except ValueError as exc:
         fail(str(exc))
     out.print((output / "summary.md").read_text(), highlight=False)

@@ -97,4 +97,13 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-__all__ = ["IGNORE", "Batch", "batch_nll", "count_examples", "logits", "mean_nll", "pad_rows", "split_nll"]
+__all__ = [
+    "IGNORE",
+    "Batch",
+    "batch_nll",
+    "count_examples",
+    "logits",
+    "mean_nll",
+    "pad_rows",
+    "split_nll",
+]

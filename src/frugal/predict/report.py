@@ -21,6 +21,7 @@ from frugal.predict.model import (
     evaluate_baseline,
     evaluate_ranker,
 )
+from frugal.predict.scaling import across_size, noise_floor
 from frugal.stats import spearman
 
 MAIN = ("rf", "full")  # the predictor the plots show
@@ -64,11 +65,30 @@ def feature_costs(
     return out
 
 
+def merge_stores(stores: list[tuple[list[dict], dict]]) -> tuple[list[dict], dict, list[str]]:
+    """Measurements and features of several stores as one; a model in more than one store
+    keeps the rows of the first that has it. Also the models of the first store."""
+    rows, feats, seen = [], {}, set()
+    first: list[str] = []
+    for k, (ms, fs) in enumerate(stores):
+        models = {r["model"] for r in ms} - seen
+        rows += [r for r in ms if r["model"] in models]
+        feats.update({key: v for key, v in fs.items() if key[0] in models})
+        seen |= models
+        if k == 0:
+            first = sorted(models)
+    return rows, feats, first
+
+
 def run_report(
-    measurements: list[dict], features: dict, folder: str | Path, seed: int = 0, trees: int = 200
-) -> dict:
+    measurements: list[dict], features: dict, folder: str | Path, seed: int = 0, trees: int = 200,
+    target: str | None = None, law_models: list[str] | None = None,
+    max_params: float | None = None,
+) -> dict:  # fmt: skip
     """Evaluate every predictor × feature set × held-out grouping; write summary.md,
-    report.json and PNGs into `folder`; return the report's numbers."""
+    report.json and PNGs into `folder`; return the report's numbers. With a `target` model,
+    also across size: the predictor trained on smaller models (at most `max_params`) and
+    the precision law fitted on `law_models`, both predicting the target's rows."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tables = {k: build_table(measurements, features, names) for k, names in FEATURE_SETS.items()}
@@ -86,6 +106,11 @@ def run_report(
     pred = QualityPredictor(MAIN[0], seed=seed, trees=trees).fit(table.X, table.y, table.models)
     importances = dict(sorted(pred.importances(table.names).items(), key=lambda kv: -kv[1]))
     costs = {fs: feature_costs(measurements, features, names) for fs, names in FEATURE_SETS.items()}
+    across = None
+    if target is not None:
+        across = across_size(
+            table, measurements, target, law_models or [], max_params, MAIN[0], seed, trees
+        )
     report = {
         "rows": len(table),
         "models": sorted(set(table.models.tolist())),
@@ -100,12 +125,15 @@ def run_report(
         "carriers": carriers,
         "importances": importances,
         "costs": costs,
+        "noise": noise_floor(measurements),
+        "across_size": across,
         "main": "/".join(MAIN),
     }
     (folder / "report.json").write_text(json.dumps(report, indent=1))
     write_dataset(table, main, folder / "dataset.csv")
     pngs = [_plot_heldout(table, main, folder / "predicted_vs_measured.png"),
-            _plot_importances(importances, folder / "importances.png")]  # fmt: skip
+            _plot_importances(importances, folder / "importances.png"),
+            _plot_bits(measurements, folder / "delta_vs_bits.png")]  # fmt: skip
     (folder / "summary.md").write_text(markdown(report))
     report["files"] = [str(p) for p in pngs if p]
     return report
@@ -173,6 +201,8 @@ def markdown(report: dict) -> str:
             f"{_fmt(v['pooled']['spearman'])} |"
         )
     lines += _baseline_lines(report)
+    lines += _noise_lines(report)
+    lines += _across_lines(report)
     lines += _carrier_lines(report)
     lines += ["", "## Feature importances (random forest, all rows)", "",
               "| feature | importance |", "|---|---|"]  # fmt: skip
@@ -199,6 +229,57 @@ def markdown(report: dict) -> str:
                 f"{100 * c.get('amortized_vs_gptq', float('nan')):.1f}% |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _noise_lines(report: dict) -> list[str]:
+    noise = report.get("noise") or {}
+    if not noise:
+        return []
+    lines = [
+        "",
+        "## Noise floor of the measured ΔNLL (two disjoint halves of the held-out data)",
+        "",
+        "Each row's ΔNLL on either half of the held-out text: the same weights scored on "
+        "other text, so their difference is sampling noise alone. SE = rms(ΔA − ΔB)/2 is the "
+        "standard error of a row's full-data ΔNLL; the halves' Spearman is how well the noise "
+        "lets a ranking of the model's rows be measured at all.",
+        "",
+        r"| model | rows | SE of ΔNLL (nats) | median \|ΔA − ΔB\| | median \|ΔA − ΔB\| / ΔNLL |"
+        " Spearman(ΔA, ΔB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, n in noise.items():
+        lines.append(
+            f"| {m} | {n['rows']} | {n['se']:.4f} | {n['median_abs_diff']:.4f} | "
+            f"{100 * n['relative_median']:.1f}% | {_fmt(n['split_half_spearman'])} |"
+        )
+    return lines
+
+
+def _across_lines(report: dict) -> list[str]:
+    a = report.get("across_size")
+    if not a:
+        return []
+    law = a["law_params"]
+    ints = ", ".join(f"{k} {v:+.2f}" for k, v in law["intercepts"].items())
+    lines = [
+        "",
+        f"## Across size: predicting {a['target']} ({a['target_params'] / 1e9:.2f}B) from "
+        "smaller models",
+        "",
+        f"Predictor ({report['main']}) trained on {', '.join(a['train_models'])}. Law "
+        f"ΔNLL = exp(c_method)·2^(−β·bits)·(N/10⁸)^(−α) fitted on "
+        f"{', '.join(a['law_models'])} ({law['rows']} rows above 0.01 nats): β = "
+        f"{law['beta']:.3f}, α = {law['alpha']:.3f}, c: {ints}.",
+        "",
+        "| on the target's rows | Spearman | Spearman, ΔNLL ≥ 0.01 | R² | MAE (nats) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, key in (("predictor", "predictor"), ("precision law", "law")):
+        m = a[key]
+        lines.append(f"| {name} | {_fmt(m['spearman'])} | {_fmt(m['spearman_above_floor'])} | "
+                     f"{_fmt(m['r2'])} | {m['mae']:.4f} |")  # fmt: skip
+    return lines
 
 
 def feature_carriers(table: Table, top: int = 4) -> dict[str, list[tuple[str, float]]]:
@@ -306,6 +387,33 @@ def _plot_heldout(table: Table, ev: dict, path: Path) -> Path:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.suptitle("Leave-one-model-out: predicted vs measured NLL increase (80% intervals)")
+    return path
+
+
+def _plot_bits(measurements: list[dict], path: Path) -> Path | None:
+    """ΔNLL against bits per weight, one panel per method, one colour per model (by size)."""
+    fp = {r["model"]: r["nll"] for r in measurements if r["method"] == "none"}
+    rows = [r for r in measurements if r["method"] != "none" and r["model"] in fp
+            and r.get("nll") is not None and r.get("bits_per_weight")]  # fmt: skip
+    if not rows:
+        return None
+    models = sorted({r["model"] for r in rows}, key=lambda m: next(
+        r["params"] for r in rows if r["model"] == m))  # fmt: skip
+    methods = sorted({r["method"] for r in rows})
+    with saved_figure(path, 1, len(methods), figsize=(4.5 * len(methods), 3.6),
+                      squeeze=False) as (_, axes):  # fmt: skip
+        for ax, meth in zip(axes[0], methods, strict=True):
+            for m in models:
+                sel = [r for r in rows if r["model"] == m and r["method"] == meth]
+                params = sel[0]["params"] if sel else 0
+                ax.scatter([r["bits_per_weight"] for r in sel],
+                           [max(r["nll"] - fp[m], 1e-4) for r in sel], s=12,
+                           label=f"{m} ({params / 1e6:.0f}M)")  # fmt: skip
+            ax.set_yscale("log")
+            ax.set_xlabel("bits per weight (scales included)")
+            ax.set_ylabel("ΔNLL (nats/token, floored at 1e-4)")
+            ax.set_title(meth.upper(), fontsize=10)
+        axes[0][0].legend(fontsize=7)
     return path
 
 
