@@ -181,7 +181,7 @@ def model_features(
         t0 = time.perf_counter()
         rises = []
         for _ in range(config.directions):
-            deltas = {n: _direction(w, r, gen) for n, w in ws.items()}
+            deltas = ((n, _direction(w, r, gen)) for n, w in ws.items())  # one at a time
             with perturbed(model, deltas):
                 rises.append(mean_nll(model, subject.probe) - probe_nll)
         feats[f"rand_rise_r{r:g}"] = Feature(sum(rises) / len(rises), time.perf_counter() - t0)
@@ -222,14 +222,17 @@ def outlier_stats(weights: list[torch.Tensor]) -> dict[str, float]:
     }
 
 
-def _probe_grads(model: nn.Module, names: list[str], probe) -> dict[str, torch.Tensor]:
-    ws = _weights(model, names)
+def _probe_grads(model: nn.Module, probe) -> None:
+    """The probe loss's gradient (per target token) into each parameter's .grad."""
     model.zero_grad(set_to_none=True)
     tokens = sum(b.tokens for b in probe)
     with torch.enable_grad():
         for b in probe:
             (batch_nll(model, b) / tokens).backward()
-    return {n: w.grad.detach().clone() for n, w in ws.items()}
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.dot(a.reshape(-1).double(), b.reshape(-1).double()))
 
 
 def hutchinson_traces(
@@ -237,30 +240,41 @@ def hutchinson_traces(
 ) -> dict[str, float]:
     """Per layer, tr(H_ll)/elements of the probe loss's Hessian, by Hutchinson's estimator
     with Rademacher vectors and finite-difference Hessian-vector products (first-order
-    gradients only, so any attention kernel works)."""
+    gradients only, so any attention kernel works): v·(g(w + h·v) − g(w))/h.
+
+    Nothing the size of the weights is kept beyond one gradient and the perturbation's
+    saved originals: each vector is drawn again from its generator state when needed, and
+    v·g(w) is taken for every vector before the perturbed passes (a 1.5B model otherwise
+    needs five extra copies of its weights)."""
     req = {n: p.requires_grad for n, p in model.named_parameters()}
     wanted = {id(model.get_submodule(n).weight) for n in names}
     for p in model.parameters():
         p.requires_grad_(id(p) in wanted)
     try:
-        g0 = _probe_grads(model, names, probe)
         ws = _weights(model, names)
+        steps = {
+            n: config.hutchinson_step * w.detach().float().pow(2).mean().sqrt().item()
+            for n, w in ws.items()
+        }
         gen = torch.Generator().manual_seed(config.seed + 1)
-        acc = dict.fromkeys(names, 0.0)
-        for _ in range(config.hutchinson_samples):
-            vs = {
-                n: torch.randint(0, 2, w.shape, generator=gen).float() * 2 - 1
-                for n, w in ws.items()
-            }
-            steps = {
-                n: config.hutchinson_step * w.detach().float().pow(2).mean().sqrt().item()
-                for n, w in ws.items()
-            }
-            with perturbed(model, {n: vs[n] * steps[n] for n in names}):
-                g1 = _probe_grads(model, names, probe)
+
+        def vectors(state=None):
+            if state is not None:
+                gen.set_state(state)
             for n in names:
-                hv = (g1[n] - g0[n]).float() / steps[n]
-                acc[n] += (vs[n] * hv).sum().item() / ws[n].numel()
+                yield n, torch.randint(0, 2, ws[n].shape, generator=gen).float() * 2 - 1
+
+        _probe_grads(model, probe)
+        states, at_w = [], []  # per sample: its generator state, v·g(w) per layer
+        for _ in range(config.hutchinson_samples):
+            states.append(gen.get_state())
+            at_w.append({n: _dot(v, ws[n].grad) for n, v in vectors()})
+        acc = dict.fromkeys(names, 0.0)
+        for state, g0 in zip(states, at_w, strict=True):
+            with perturbed(model, ((n, v * steps[n]) for n, v in vectors(state))):
+                _probe_grads(model, probe)
+            for n, v in vectors(state):
+                acc[n] += (_dot(v, ws[n].grad) - g0[n]) / steps[n] / ws[n].numel()
     finally:
         model.zero_grad(set_to_none=True)
         for n, p in model.named_parameters():
